@@ -1,0 +1,42 @@
+"""Run a network on inputs of any size: pad to its stride, crop the logits back."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PadToMultiple(nn.Module):
+    """Wrap ``net`` so inputs whose H or W is not a multiple of ``multiple`` still work.
+
+    CamVid frames are 360x480 and 360 is not a multiple of 32: rather than resize (which would move
+    label boundaries) we pad bottom/right with zeros (the mean after normalisation) and crop the
+    logits back, so evaluation happens at the original resolution.
+    """
+
+    def __init__(self, net: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.net = net
+        self.multiple = int(multiple)
+
+    def forward(self, x: torch.Tensor):
+        h, w = x.shape[-2:]
+        pad_h = (-h) % self.multiple
+        pad_w = (-w) % self.multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        out = self.net(x)
+        if not (pad_h or pad_w):
+            return out
+        if isinstance(out, dict):
+            # aux heads run at lower resolution: crop them by the same fraction
+            return {k: _crop_fraction(v, h, w, h + pad_h, w + pad_w) for k, v in out.items()}
+        return out[..., :h, :w]
+
+
+def _crop_fraction(t, h: int, w: int, padded_h: int, padded_w: int):
+    if isinstance(t, (list, tuple)):
+        return type(t)(_crop_fraction(x, h, w, padded_h, padded_w) for x in t)
+    th, tw = t.shape[-2:]
+    return t[..., : max(1, round(th * h / padded_h)), : max(1, round(tw * w / padded_w))]
