@@ -39,7 +39,9 @@ def main(argv=None) -> int:
     if cfg.check_data:
         from drivseg.data.check import check_dataset
 
-        return check_dataset(source, root)
+        out = Path(cfg.output_dir or ".")
+        out.mkdir(parents=True, exist_ok=True)
+        return check_dataset(source, root, out / f"{source.name}_class_histogram.png")
 
     mean, std = normalization(cfg.encoder, cfg.encoder_weights)
     dm = SegmentationDataModule(

@@ -35,9 +35,9 @@ def build_logger(kind: str, run_dir: Path, run_name: str, project: str, entity: 
     if kind == "none":
         return None
     if kind == "csv":
-        return CSVLogger(save_dir=str(run_dir), name="", version="")
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     if kind == "tensorboard":
-        return TensorBoardLogger(save_dir=str(run_dir), name="", version="")
+        return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
     from pytorch_lightning.loggers import WandbLogger
 
     mode = wandb_mode()

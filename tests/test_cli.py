@@ -1,0 +1,80 @@
+"""Command line: default.yaml < --config < flags, value parsing, registries in --help."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from drivseg.cli import DEFAULT_CONFIG, crop_size, parse_config
+from drivseg.data import DATASETS
+from drivseg.errors import ConfigError
+from drivseg.losses import LOSSES
+from drivseg.models import ARCHS
+
+
+def test_precedence_default_then_config_then_flags(tmp_path) -> None:
+    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"arch": "fpn", "lr": 0.123, "batch_size": 3}))
+
+    cfg = parse_config([])
+    assert (cfg.arch, cfg.lr, cfg.batch_size) == (defaults["arch"], defaults["lr"], defaults["batch_size"])
+
+    cfg = parse_config(["--config", str(config)])
+    assert (cfg.arch, cfg.lr, cfg.batch_size) == ("fpn", 0.123, 3)
+    assert cfg.epochs == defaults["epochs"]  # untouched keys keep the default
+
+    cfg = parse_config(["--config", str(config), "--lr", "0.5", "--arch", "pspnet"])
+    assert (cfg.arch, cfg.lr, cfg.batch_size) == ("pspnet", 0.5, 3)
+
+
+def test_every_default_key_is_a_flag() -> None:
+    cfg = parse_config([])
+    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert set(defaults) <= set(vars(cfg))
+
+
+def test_unknown_config_key_names_file_and_key(tmp_path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*learning_rate"):
+        parse_config(["--config", str(config)])
+
+
+def test_unknown_arch_in_config_lists_valid(tmp_path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("arch: unet3000\n")
+    with pytest.raises(ConfigError, match="unet3000.*deeplabv3plus"):
+        parse_config(["--config", str(config)])
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [(["352", "480"], [352, 480]), (["352x480"], [352, 480]), ("352X480", [352, 480]), (["none"], None), (None, None)],
+)
+def test_crop_size_forms(given, expected) -> None:
+    assert crop_size(given) == expected
+
+
+@pytest.mark.parametrize("bad", [["352"], ["a", "b"], ["0x480"], ["1", "2", "3"]])
+def test_bad_crop_size_is_rejected(bad) -> None:
+    with pytest.raises(ConfigError, match="crop-size"):
+        crop_size(bad)
+
+
+def test_flags_override_crop_size_and_none_values() -> None:
+    cfg = parse_config(["--crop-size", "64x96", "--encoder-weights", "none", "--max-time", "00:05:00"])
+    assert cfg.crop_size == [64, 96] and cfg.encoder_weights is None and cfg.max_time == "00:05:00"
+
+
+def test_bad_max_time_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="HH:MM:SS"):
+        parse_config(["--max-time", "5min"])
+
+
+def test_help_lists_every_registry(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in [*ARCHS, *DATASETS, *LOSSES]:
+        assert name in text

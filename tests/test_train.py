@@ -1,0 +1,85 @@
+"""End-to-end runs of train.py on tiny data: run directory, results.json, resume, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import train
+from drivseg.checkpoint import read_checkpoint
+from drivseg.data.camvid import CAMVID_CLASSES
+from drivseg.entry import run_entry_point
+
+from tests.conftest import run_train
+
+TINY = ["--data", "camvid", "--crop-size", "32x48", "--batch-size", "4", "--num-workers", "0", "--logger", "csv"]
+
+
+def results_of(run_dir) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_training_leaves_a_complete_run_directory(tiny_camvid, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    argv = [*TINY, "--data-root", str(tiny_camvid), "--epochs", "2", "--output-dir", str(run_dir)]
+    assert train.main(argv) == 0
+
+    results = results_of(run_dir)
+    for key in ["val/mIoU", "val/pixel_acc", "best_checkpoint", "epochs", "train_seconds"]:
+        assert key in results
+    for name in CAMVID_CLASSES:
+        assert 0.0 <= results[f"val/IoU/{name}"] <= 1.0
+    assert results["epochs"] == 2
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert results["best_checkpoint"].endswith("best.ckpt")
+    # the resolved config is saved with the run and holds the flags' values
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["crop_size"] == [32, 48] and saved["epochs"] == 2 and saved["data_root"] == str(tiny_camvid)
+    # the checkpoint loads with weights_only=True and knows how to rebuild its network
+    ckpt = read_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    assert ckpt["hyper_parameters"]["model_config"]["class_names"] == list(CAMVID_CLASSES)
+    # results.json reports the best checkpoint's val mIoU, the max over epochs
+    assert results["val/mIoU"] == pytest.approx(float(ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "ModelCheckpoint" in k)]["best_model_score"]), abs=1e-6)
+
+
+def test_resume_restores_epoch_step_optimizer_and_scheduler(tiny_camvid, tmp_path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = [*TINY, "--data-root", str(tiny_camvid), "--scheduler", "cosine", "--optimizer", "sgd"]
+    assert train.main([*base, "--epochs", "1", "--output-dir", str(first)]) == 0
+    steps_per_epoch = results_of(first)["global_step"]
+    last = first / "checkpoints" / "last.ckpt"
+    saved = read_checkpoint(last)
+
+    assert train.main([*base, "--epochs", "2", "--output-dir", str(second), "--resume", str(last)]) == 0
+    resumed = results_of(second)
+    assert resumed["epochs"] == 2 and resumed["global_step"] == 2 * steps_per_epoch
+    end = read_checkpoint(second / "checkpoints" / "last.ckpt")
+    # the scheduler continued from the saved step instead of restarting at 0
+    assert end["lr_schedulers"][0]["last_epoch"] == 2 * steps_per_epoch
+    assert saved["lr_schedulers"][0]["last_epoch"] == steps_per_epoch
+    # SGD momentum buffers came from the checkpoint, so training continued (weights changed)
+    assert any(s.get("momentum_buffer") is not None for s in end["optimizer_states"][0]["state"].values())
+    key = next(k for k in saved["state_dict"] if k.endswith("weight"))
+    assert not torch.equal(saved["state_dict"][key], end["state_dict"][key])
+
+
+def test_gpus_without_cuda_is_one_clear_line(tiny_camvid, tmp_path, capsys) -> None:
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has 2 GPUs")
+    argv = [*TINY, "--data-root", str(tiny_camvid), "--arch", "pspnet", "--gpus", "2", "--output-dir", str(tmp_path / "r")]
+    assert run_entry_point(lambda: train.main(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"--gpus 2 asked for 2 CUDA devices, found {torch.cuda.device_count()}" in err
+    assert "--accelerator cpu --devices 2" in err
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_cli_error_has_no_traceback(tmp_path) -> None:
+    proc = run_train(["--data", "camvid", "--data-root", str(tmp_path / "nowhere"), "--logger", "none"], tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error:") and "nowhere" in proc.stderr
