@@ -31,6 +31,13 @@ def resolve_devices(cfg: argparse.Namespace) -> tuple[str, int, str]:
     return cfg.accelerator, cfg.devices, strategy
 
 
+def use_sync_batchnorm(accelerator: str, processes: int) -> bool:
+    """SyncBatchNorm only with several processes, and only on CUDA (torch refuses it on CPU:
+    CPU DDP keeps per-process BatchNorm statistics)."""
+    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return processes > 1 and on_cuda
+
+
 def max_time(text: Optional[str]) -> Optional[str]:
     """``HH:MM:SS`` -> Lightning's ``DD:HH:MM:SS``."""
     if text is None:
@@ -58,8 +65,7 @@ def build_trainer(cfg: argparse.Namespace, run_dir: Path, logger: Optional[Logge
         devices=devices,
         strategy=strategy,
         num_nodes=cfg.num_nodes,
-        # SyncBatchNorm only helps (and only works) with several processes
-        sync_batchnorm=devices * cfg.num_nodes > 1,
+        sync_batchnorm=use_sync_batchnorm(accelerator, devices * cfg.num_nodes),
         precision=cfg.precision,
         max_epochs=cfg.epochs,
         max_time=max_time(cfg.max_time),

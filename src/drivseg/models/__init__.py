@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch.nn as nn
+from pytorch_lightning.utilities import rank_zero_info
 
 from drivseg.errors import ConfigError
 from drivseg.models.scratch import SCRATCH_ARCHS
@@ -57,10 +58,13 @@ def build_model(
             raise ConfigError(pretrained.imagenet_unavailable_message(encoder)) from err
         raise
     if offline:
-        pretrained.load_encoder_imagenet_offline(net, encoder)
+        report = pretrained.load_encoder_imagenet_offline(net, encoder)
+        rank_zero_info(f"encoder ImageNet weights: {report.summary()}")
     elif from_file:
         path = Path(encoder_weights).expanduser()
         if not path.is_file():
             raise ConfigError(f"--encoder-weights {path}: no such file (expected none, imagenet or a state-dict path)")
-        pretrained.load_encoder_state_dict(net, path)
+        missing, unexpected = pretrained.load_encoder_state_dict(net, path)
+        rank_zero_info(f"encoder weights from {path}: {len(missing)} missing keys {missing[:5]}, "
+                       f"{len(unexpected)} unexpected keys {unexpected[:5]}")
     return net
