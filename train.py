@@ -21,7 +21,7 @@ import pytorch_lightning as pl  # noqa: E402
 import yaml  # noqa: E402
 
 from drivseg.cli import parse_config  # noqa: E402
-from drivseg.data import DATASETS  # noqa: E402
+from drivseg.data import get_source  # noqa: E402
 from drivseg.data.datamodule import SegmentationDataModule, resolve_root  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.experiment import build_module, class_weights, normalization, run_name  # noqa: E402
@@ -34,7 +34,7 @@ from drivseg.wandb_images import WandbValidationImages  # noqa: E402
 def main(argv=None) -> int:
     cfg = parse_config(argv)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    source = DATASETS[cfg.data]
+    source = get_source(cfg.data, cfg.data_root)
     root = resolve_root(source, cfg.data_root)
     if cfg.check_data:
         from drivseg.data.check import check_dataset

@@ -39,7 +39,7 @@ def read_rgb_image(path: Path) -> np.ndarray:
     """Read an image as RGB uint8 (H, W, 3)."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # writable: torch warns on read-only arrays
     except OSError as err:
         raise DataError(f"image {path} cannot be read ({err}); re-extract or delete it") from err
 

@@ -62,8 +62,10 @@ def smp_encoder_name(encoder: str) -> str:
 
     if timm.is_model(encoder):
         return f"tu-{encoder}"
-    stem = encoder.split("_")[0].split("-")[0]
-    close = sorted({*[e for e in smp.encoders.get_encoder_names() if stem in e], *timm.list_models(f"*{stem}*")})[:12]
+    import difflib
+
+    names = [*smp.encoders.get_encoder_names(), *timm.list_models()]
+    close = difflib.get_close_matches(encoder, names, n=8, cutoff=0.6)
     raise ConfigError(
         f"unknown encoder {encoder!r}; similar valid names: {', '.join(close) or 'none'}. "
         "Valid: segmentation_models_pytorch.encoders.get_encoder_names() or any timm model name"
