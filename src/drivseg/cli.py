@@ -136,6 +136,7 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Coerce YAML values to the flag types and check values no ``choices`` can express."""
     cfg.crop_size = crop_size(cfg.crop_size)
+    cfg.config = None if cfg.config is None else str(cfg.config)
     cfg.precision = str(cfg.precision)
     for key in ("data_root", "encoder", "encoder_weights", "max_time", "resume", "run_name", "output_dir"):
         setattr(cfg, key, none_or_str(getattr(cfg, key)))
