@@ -18,11 +18,13 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from drivseg.errors import ConfigError
 from drivseg.models.scratch import SCRATCH_ARCHS
+from drivseg.models.tiny_fcn import build_tiny_fcn
 from drivseg.models.smp_models import SMP_ARCHS, default_encoder, smp_encoder_name
 
 ArchBuilder = Callable[..., nn.Module]
 
 ARCHS: dict[str, ArchBuilder] = {**SMP_ARCHS, **SCRATCH_ARCHS}
+ARCHS["tiny_fcn"] = build_tiny_fcn
 
 
 def build_model(
@@ -39,7 +41,7 @@ def build_model(
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown architecture {arch!r}; valid: {', '.join(sorted(ARCHS))}")
-    if arch in SCRATCH_ARCHS:
+    if arch not in SMP_ARCHS:
         return ARCHS[arch](num_classes=num_classes, encoder=encoder, encoder_weights=encoder_weights, in_channels=in_channels)
     if encoder_weights is None:
         return ARCHS[arch](num_classes=num_classes, encoder=encoder, encoder_weights=None, in_channels=in_channels)
