@@ -26,7 +26,7 @@ H, W = 144, 192
 SMALL = (48, 64)
 TINY_COUNTS = {"train": 5, "val": 3, "test": 2}
 NAME = re.compile(r"synth\d{2}_\d{6}\.png")
-ROAD, PAVEMENT, SKY = CAMVID_CLASSES.index("Road"), CAMVID_CLASSES.index("Pavement"), CAMVID_CLASSES.index("Sky")
+ROAD, PAVEMENT, SKY = (CAMVID_CLASSES.index(name) for name in ("Road", "Pavement", "Sky"))
 
 
 def scene(seed: int, height: int = H, width: int = W) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +68,8 @@ def test_every_class_appears_in_most_scenes() -> None:
     for seed in range(8):
         _, mask = scene(seed)
         present += np.bincount(mask.ravel(), minlength=len(CAMVID_CLASSES)) > 0
-    missing = [name for name, n in zip(CAMVID_CLASSES, present) if n < 5]
-    assert not missing, f"classes in fewer than 5 of 8 scenes: {missing} ({dict(zip(CAMVID_CLASSES, present))})"
+    counts = dict(zip(CAMVID_CLASSES, present.tolist()))
+    assert all(n >= 5 for n in counts.values()), f"scenes (of 8) showing each class: {counts}"
 
 
 def test_sky_lies_above_the_horizon_and_the_road_below_it() -> None:
@@ -97,7 +97,7 @@ def test_objects_are_drawn_exactly_where_the_mask_labels_them() -> None:
         colour_changed = (img != bare_img).any(axis=2)
         assert colour_changed[changed].mean() > 0.99
         elsewhere = ~changed & (bare_mask != ROAD) & (bare_mask != PAVEMENT)
-        assert elsewhere.mean() > 0.2
+        assert elsewhere.mean() > 0.1  # sky, buildings, fences: enough pixels to compare
         assert not colour_changed[elsewhere].any()
 
 
@@ -115,19 +115,23 @@ def test_frames_of_a_sequence_share_their_street_and_differ_from_other_sequences
 
 def test_a_standing_object_grows_as_the_camera_drives_towards_it() -> None:
     style = sample_style(np.random.default_rng(5))
-    standing = [o for o in style.objects if o.position(0) == o.position(8) and 25 < o.position(0)[1] < 40
+    later = int(np.ceil(12.0 / style.camera_speed))  # the frame where the camera has driven 12 m
+    standing = [o for o in style.objects if o.position(0) == o.position(later) and 25 < o.position(0)[1] < 40
                 and abs(o.position(0)[0]) < 7]  # fmt: skip
     assert standing
 
-    def area(objects: tuple, frame: int) -> int:
-        one = dataclasses.replace(style, objects=objects, garden_trees=())
-        empty = dataclasses.replace(one, objects=())
-        masks = [render_scene(np.random.default_rng(0), H, W, s, frame)[1] for s in (one, empty)]
-        return int((masks[0] != masks[1]).sum())
+    def height(obj: object, frame: int) -> int:
+        """Rows covered by the object's label."""
+        alone = dataclasses.replace(style, objects=(obj,), garden_trees=())
+        empty = dataclasses.replace(alone, objects=())
+        masks = [render_scene(np.random.default_rng(0), H, W, s, frame)[1] for s in (alone, empty)]
+        rows = np.nonzero((masks[0] != masks[1]).any(axis=1))[0]
+        return int(rows.max() - rows.min() + 1) if rows.size else 0
 
     for obj in standing[:3]:
-        far, near = area((obj,), 0), area((obj,), 8)
-        assert 0 < far and near > 1.3 * far, (obj, far, near)
+        far, near = height(obj, 0), height(obj, later)
+        # 25..40 m away, then 13..28 m: at least 1.4x taller on screen (less a pixel of rounding)
+        assert far > 3 and near > 1.3 * far, (obj, far, near)
 
 
 def test_too_small_a_scene_is_refused() -> None:
@@ -226,7 +230,8 @@ def test_an_existing_folder_is_used_only_when_empty_or_generated_with_the_same_p
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"size": (16, 16)}, {"counts": {"train": -1}}, {"counts": {"train": 0}}, {"frames_per_sequence": 0}],
+    [{"size": (16, 16)}, {"counts": {"train": -1}}, {"counts": {"train": 0}}, {"frames_per_sequence": 0},
+     {"seed": -1}],  # fmt: skip
 )
 def test_bad_parameters_are_refused_before_writing(tmp_path, kwargs) -> None:
     with pytest.raises(ConfigError):

@@ -12,6 +12,7 @@ camera drives forward and traffic moves, like the short video sequences of CamVi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -73,7 +74,11 @@ _LEAVES = ((62, 96, 40), (44, 80, 36), (82, 110, 50), (70, 90, 30), (110, 118, 5
 _FENCES = ((140, 100, 60), (50, 55, 60), (220, 220, 215), (60, 90, 60), (110, 110, 100), (150, 130, 110))
 _POLES = ((110, 110, 112), (40, 60, 50), (100, 80, 60), (160, 160, 158), (45, 45, 48))
 _PAVEMENTS = ((150, 146, 140), (150, 112, 100), (176, 166, 146), (120, 118, 116))
-_SKIES = (((88, 136, 198), (190, 208, 228)), ((168, 174, 186), (222, 224, 228)), ((120, 150, 190), (230, 220, 200)))
+_HAIR = ((30, 24, 20), (90, 60, 30), (160, 130, 80), (60, 60, 60))
+_SIGN_SHAPES = ("rect", "circle", "triangle", "diamond", "lights")
+_SKIES = (  # (top, horizon): clear, overcast, hazy
+    ((88, 136, 198), (190, 208, 228)), ((168, 174, 186), (222, 224, 228)), ((120, 150, 190), (230, 220, 200)),
+)  # fmt: skip
 
 # per-class texture strength (grey levels): fine grain and blotches; leaves are busy, sky is smooth
 _FINE = np.zeros(256, np.float32)
@@ -178,6 +183,10 @@ class _Canvas:
         self._img = ImageDraw.Draw(self.image)
 
 
+def _box(cx: float, cy: float, rx: float, ry: float) -> list[Point]:
+    return [(cx - rx, cy - ry), (cx + rx, cy - ry), (cx + rx, cy + ry), (cx - rx, cy + ry)]
+
+
 def _ellipse_box(cx: float, cy: float, rx: float, ry: float) -> tuple[float, float, float, float]:
     rx, ry = max(rx, 0.5), max(ry, 0.5)
     return (cx - rx, cy - ry, cx + rx, cy + ry)
@@ -188,8 +197,9 @@ def _shade(colour: RGB, factor: float) -> RGB:
 
 
 def _jitter(rng: np.random.Generator, colour: RGB, amount: float = 16.0) -> RGB:
-    shift = rng.normal(0, amount) * 0.6
-    return tuple(int(np.clip(c + shift + rng.normal(0, amount * 0.5), 0, 255)) for c in colour)  # type: ignore[return-value]
+    shift = rng.normal(0, amount) * 0.6  # brightness, shared by the channels
+    out = (int(np.clip(c + shift + rng.normal(0, amount * 0.5), 0, 255)) for c in colour)
+    return tuple(out)  # type: ignore[return-value]
 
 
 def _pick(rng: np.random.Generator, options: Sequence) -> object:
@@ -243,8 +253,9 @@ class _Building:
             for zc in bays:
                 z0, z1 = zc - 0.42 * self.bay, zc + 0.42 * self.bay
                 if z0 > za:
-                    canvas.paint(cam.quad_x(self.x, 0.4, self.ground_floor - 0.7, z0, z1), frames)
-                    canvas.paint(cam.quad_x(self.x, 0.5, self.ground_floor - 0.8, z0 + 0.1, z1 - 0.1), self.glass)
+                    top = self.ground_floor - 0.7
+                    canvas.paint(cam.quad_x(self.x, 0.4, top, z0, z1), frames)
+                    canvas.paint(cam.quad_x(self.x, 0.5, top - 0.1, z0 + 0.1, z1 - 0.1), self.glass)
         else:
             for zc in bays[1::3]:
                 if zc - 0.6 > za:
@@ -282,7 +293,8 @@ class _Block:
         y = 3.4
         while y + 1.4 < self.height - 0.5:
             for xc in np.arange(self.x0 + self.bay / 2, self.x1 - self.bay / 3, self.bay):
-                canvas.paint(cam.quad_z(self.z, xc - 0.35 * self.bay, xc + 0.35 * self.bay, y, y + 1.4), self.glass)
+                half = 0.35 * self.bay
+                canvas.paint(cam.quad_z(self.z, xc - half, xc + half, y, y + 1.4), self.glass)
             y += 3.2
 
 
@@ -395,21 +407,23 @@ class _Sign:
             canvas.paint_ellipse(cx, cy, r * 0.65, r * 0.65, self.inner)
         elif self.shape == "triangle":
             canvas.polygon([(cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8), (cx, cy - r)], SIGN, self.face)
-            canvas.paint([(cx - r * 0.5, cy + r * 0.45), (cx + r * 0.5, cy + r * 0.45), (cx, cy - r * 0.35)], self.inner)
+            k = 0.5 * r
+            canvas.paint([(cx - k, cy + 0.9 * k), (cx + k, cy + 0.9 * k), (cx, cy - 0.7 * k)], self.inner)
         elif self.shape == "diamond":
             canvas.polygon([(cx - r, cy), (cx, cy - r), (cx + r, cy), (cx, cy + r)], SIGN, self.face)
             k = 0.6 * r
             canvas.paint([(cx - k, cy), (cx, cy - k), (cx + k, cy), (cx, cy + k)], self.inner)
         elif self.shape == "lights":
             hh = max(h * s / 2, 2.0)
-            canvas.polygon([(cx - r, cy - hh), (cx + r, cy - hh), (cx + r, cy + hh), (cx - r, cy + hh)], SIGN, self.face)
+            canvas.polygon(_box(cx, cy, r, hh), SIGN, self.face)
             lit = int((self.z * 7 + frame // 4) % 3)
             for k, colour in enumerate(((210, 40, 30), (230, 170, 30), (40, 200, 90))):
                 c = colour if k == lit else _shade(colour, 0.3)
                 canvas.paint_ellipse(cx, cy + (k - 1) * hh * 0.62, r * 0.55, r * 0.55, c)
         else:
-            canvas.polygon([(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)], SIGN, self.face)
-            canvas.paint([(cx - r * 0.45, cy + r * 0.1), (cx + r * 0.1, cy - r * 0.6), (cx + r * 0.55, cy + r * 0.1)], self.inner)
+            canvas.polygon(_box(cx, cy, r, r), SIGN, self.face)
+            arrow = [(cx - 0.45 * r, cy + 0.1 * r), (cx + 0.1 * r, cy - 0.6 * r), (cx + 0.55 * r, cy + 0.1 * r)]
+            canvas.paint(arrow, self.inner)
 
     def shadow(self, draw: ImageDraw.ImageDraw, cam: _Camera, frame: int, sun: float) -> None:
         pass
@@ -456,14 +470,15 @@ class _Car:
                 canvas.paint(inset, self.glass)
             else:  # van: a window band at the cab end
                 w0 = z1 - 1.4 if self.facing > 0 else z + 0.3
-                canvas.paint(cam.quad_x(side, self.body_h * 0.62, self.body_h * 0.9, w0, w0 + 1.1), self.glass)
+                band = cam.quad_x(side, self.body_h * 0.62, self.body_h * 0.9, w0, w0 + 1.1)
+                canvas.paint(band, self.glass)
             axis = (0.0, 0.0, 1.0), (0.0, 1.0, 0.0)
             for wz in (z + 0.8, z1 - 0.8):
                 canvas.polygon(_circle(cam, (side, 0.33, wz), *axis, 0.33, 12), CAR, tyre)
                 canvas.paint(_circle(cam, (side, 0.33, wz), *axis, 0.15, 8), (120, 120, 124))
-        if self.body_h < cam.height:
-            canvas.polygon(cam.quad_y(self.body_h, xl, xr, z, z1 if self.cabin_h == 0 else z + 0.3 * self.length),
-                           CAR, _shade(self.paint, 1.08))  # fmt: skip
+        if self.body_h < cam.height:  # the camera sees the bonnet / boot lid
+            lid_end = z1 if self.cabin_h == 0 else z + 0.3 * self.length
+            canvas.polygon(cam.quad_y(self.body_h, xl, xr, z, lid_end), CAR, _shade(self.paint, 1.08))
         if self.cabin_h > 0:
             c0 = z + 0.25 * self.length
             if top_y < cam.height:
@@ -473,18 +488,21 @@ class _Car:
             screen = [p(xl + 0.08, self.body_h, c0 - 0.35), p(xr - 0.08, self.body_h, c0 - 0.35),
                       p(xr - 0.15, top_y, c0 + 0.3), p(xl + 0.15, top_y, c0 + 0.3)]  # fmt: skip
             canvas.polygon(screen, CAR, self.paint)
-            glass = [p(xl + 0.2, self.body_h + 0.06, c0 - 0.3), p(xr - 0.2, self.body_h + 0.06, c0 - 0.3),
-                     p(xr - 0.24, top_y - 0.07, c0 + 0.25), p(xl + 0.24, top_y - 0.07, c0 + 0.25)]  # fmt: skip
+            low, high = self.body_h + 0.06, top_y - 0.07
+            glass = [p(xl + 0.2, low, c0 - 0.3), p(xr - 0.2, low, c0 - 0.3),
+                     p(xr - 0.24, high, c0 + 0.25), p(xl + 0.24, high, c0 + 0.25)]  # fmt: skip
             canvas.paint(glass, self.glass)
         canvas.polygon(cam.quad_z(z, xl, xr, 0.3, self.body_h), CAR, self.paint)
         lamp = (190, 20, 24) if self.facing > 0 else (235, 232, 210)
         ly0, ly1 = self.body_h * 0.62, self.body_h * 0.8
         canvas.paint(cam.quad_z(z, xl + 0.06, xl + 0.36, ly0, ly1), lamp)
         canvas.paint(cam.quad_z(z, xr - 0.36, xr - 0.06, ly0, ly1), lamp)
-        if self.cabin_h == 0:
-            canvas.paint(cam.quad_z(z, xl + 0.15, xr - 0.15, self.body_h * 0.85, self.body_h - 0.1), _shade(self.paint, 0.85))
+        if self.cabin_h == 0:  # van doors
+            panel = cam.quad_z(z, xl + 0.15, xr - 0.15, self.body_h * 0.85, self.body_h - 0.1)
+            canvas.paint(panel, _shade(self.paint, 0.85))
             canvas.paint_line([cam.project(x, 0.4, z), cam.project(x, self.body_h - 0.15, z)], 0.03 * s, dark)
-        canvas.paint(cam.quad_z(z, x - 0.26, x + 0.26, 0.38, 0.5), (220, 214, 170) if self.facing > 0 else (230, 230, 230))
+        plate = (220, 214, 170) if self.facing > 0 else (230, 230, 230)
+        canvas.paint(cam.quad_z(z, x - 0.26, x + 0.26, 0.38, 0.5), plate)
 
     def shadow(self, draw: ImageDraw.ImageDraw, cam: _Camera, frame: int, sun: float) -> None:
         x, z = self.position(frame)
@@ -656,7 +674,7 @@ def sample_style(rng: np.random.Generator, max_frames: int = MAX_FRAMES_PER_SEQU
     gardens = [bool(rng.random() < 0.45), bool(rng.random() < 0.45)]
     if not any(gardens) and rng.random() < 0.7:
         gardens[int(rng.integers(2))] = True
-    setback = (float(rng.uniform(2.5, 6.0)) if gardens[0] else 0.0, float(rng.uniform(2.5, 6.0)) if gardens[1] else 0.0)
+    setback = tuple(float(rng.uniform(2.5, 6.0)) if g else 0.0 for g in gardens)
     facade_l, facade_r = kerb_l - walks[0] - setback[0], kerb_r + walks[1] + setback[1]
     travel = speed * max_frames
     closed = rng.random() < 0.65
@@ -686,10 +704,10 @@ def sample_style(rng: np.random.Generator, max_frames: int = MAX_FRAMES_PER_SEQU
         if rng.random() < 0.45 or not (garden or garden_trees):
             objects += _tree_row(rng, side, kerb + side * float(rng.uniform(0.8, 1.3)), view_end, (7, 18))
         objects += _lamp_row(rng, side, kerb + side * 0.5, view_end, lamps=rng.random() < 0.8)
-        objects += _sign_row(rng, side, kerb + side * float(rng.uniform(0.4, 0.8)), view_end)
-        objects += _pedestrians(rng, side, kerb, walk, travel, speed, busy)
+        objects += _sign_row(rng, kerb + side * float(rng.uniform(0.4, 0.8)), view_end)
+        objects += _pedestrians(rng, side, kerb, walk, travel, busy)
         if park[side > 0]:
-            objects += _parked_cars(rng, side, kerb, view_end, speed)
+            objects += _parked_cars(rng, side, kerb, view_end)
     if not fences:
         side = int(rng.choice([-1, 1]))
         kerb = kerb_l if side < 0 else kerb_r
@@ -750,8 +768,9 @@ def _far_wall(rng: np.random.Generator, z: float) -> list[_Block]:
     while x < 260:
         w = float(rng.uniform(8, 30))
         colour = _jitter(rng, _pick(rng, _FACADES), 14)  # type: ignore[arg-type]
-        blocks.append(_Block(x, x + w, z, float(rng.uniform(6, 26)), colour, _jitter(rng, _pick(rng, _GLASS), 8),  # type: ignore[arg-type]
-                             float(rng.uniform(2.5, 4.0))))  # fmt: skip
+        glass = _jitter(rng, _pick(rng, _GLASS), 8)  # type: ignore[arg-type]
+        height, bay = float(rng.uniform(6, 26)), float(rng.uniform(2.5, 4.0))
+        blocks.append(_Block(x, x + w, z, height, colour, glass, bay))
         x += w
     return blocks
 
@@ -779,7 +798,9 @@ def _building_row(rng: np.random.Generator, x: float, z: float, end: float, lit:
     return row
 
 
-def _fence_run(rng: np.random.Generator, x: float, end: float, min_cover: float, low: bool = False) -> list[_Fence]:
+def _fence_run(
+    rng: np.random.Generator, x: float, end: float, min_cover: float, low: bool = False
+) -> list[_Fence]:
     fences, z = [], float(rng.uniform(-5, 5))
     colour = _jitter(rng, _pick(rng, _FENCES), 12)  # type: ignore[arg-type]
     height = float(rng.uniform(0.8, 1.1) if low else rng.uniform(1.0, 1.8))
@@ -791,7 +812,9 @@ def _fence_run(rng: np.random.Generator, x: float, end: float, min_cover: float,
     return fences
 
 
-def _tree_row(rng: np.random.Generator, side: int, x: float, end: float, gap: tuple[float, float]) -> list[_Tree]:
+def _tree_row(
+    rng: np.random.Generator, side: int, x: float, end: float, gap: tuple[float, float]
+) -> list[_Tree]:
     trees, z = [], float(rng.uniform(0, gap[1]))
     base = _pick(rng, _LEAVES)
     while z < min(end, 260):
@@ -802,8 +825,9 @@ def _tree_row(rng: np.random.Generator, side: int, x: float, end: float, gap: tu
             blobs.append((float(rng.uniform(-0.6, 0.6) * r), float(r * rng.uniform(0.7, 1.5)),
                           float(r * rng.uniform(0.45, 0.75)), float(r * rng.uniform(0.4, 0.7)),
                           _shade(leaves, float(rng.uniform(0.9, 1.2)))))  # fmt: skip
+        trunk = _jitter(rng, (82, 64, 44), 10)
         trees.append(_Tree(x + side * float(rng.uniform(-0.2, 0.2)), z, float(rng.uniform(1.8, 3.5)),
-                           float(rng.uniform(0.2, 0.4)), _jitter(rng, (82, 64, 44), 10), tuple(blobs)))  # fmt: skip
+                           float(rng.uniform(0.2, 0.4)), trunk, tuple(blobs)))  # fmt: skip
         z += float(rng.uniform(*gap))
     return trees
 
@@ -829,14 +853,15 @@ def _sign_at(rng: np.random.Generator, x: float, z: float, shape: str) -> _Sign:
         "lights": ((34, 34, 36), (0, 0, 0)),
     }  # fmt: skip
     face, inner = faces[shape]
-    return _Sign(x, z, float(rng.uniform(2.2, 3.0)), float(rng.uniform(0.55, 0.9)), shape, _jitter(rng, face, 10),
-                 _jitter(rng, inner, 8), _jitter(rng, _pick(rng, _POLES), 10))  # type: ignore[arg-type]  # fmt: skip
+    pole = _jitter(rng, _pick(rng, _POLES), 10)  # type: ignore[arg-type]
+    return _Sign(x, z, float(rng.uniform(2.2, 3.0)), float(rng.uniform(0.55, 0.9)), shape,
+                 _jitter(rng, face, 10), _jitter(rng, inner, 8), pole)  # fmt: skip
 
 
-def _sign_row(rng: np.random.Generator, side: int, x: float, end: float) -> list[_Sign]:
+def _sign_row(rng: np.random.Generator, x: float, end: float) -> list[_Sign]:
     signs, z = [], float(rng.uniform(4, 25))
     while z < min(end, 200):
-        shape = str(rng.choice(["rect", "circle", "triangle", "diamond", "lights"], p=[0.3, 0.3, 0.15, 0.1, 0.15]))
+        shape = str(rng.choice(_SIGN_SHAPES, p=[0.3, 0.3, 0.15, 0.1, 0.15]))
         signs.append(_sign_at(rng, x, z, shape))
         z += float(rng.uniform(12, 40))
     return signs
@@ -846,19 +871,21 @@ def _person(rng: np.random.Generator) -> dict:
     return dict(
         height=float(rng.uniform(1.55, 1.92) if rng.random() > 0.1 else rng.uniform(1.1, 1.4)),
         stride=float(rng.uniform(0, 1)), phase=float(rng.uniform(0, 2 * math.pi)),
-        top=_jitter(rng, _pick(rng, _CLOTHES), 14), legs=_jitter(rng, _pick(rng, _CLOTHES), 14),  # type: ignore[arg-type]
+        top=_jitter(rng, _pick(rng, _CLOTHES), 14),  # type: ignore[arg-type]
+        legs=_jitter(rng, _pick(rng, _CLOTHES), 14),  # type: ignore[arg-type]
         skin=_jitter(rng, _pick(rng, _SKIN), 8),  # type: ignore[arg-type]
     )  # fmt: skip
 
 
-def _pedestrians(rng: np.random.Generator, side: int, kerb: float, walk: float, travel: float, speed: float,
-                 busy: float) -> list[_Pedestrian]:  # fmt: skip
+def _pedestrians(
+    rng: np.random.Generator, side: int, kerb: float, walk: float, travel: float, busy: float
+) -> list[_Pedestrian]:
     people, z = [], float(rng.uniform(6, 14))
     while z < travel + 90:
         x = kerb + side * float(rng.uniform(0.6, max(0.7, walk - 0.4)))
         v = float(rng.choice([-1, 1]) * rng.uniform(0.03, 0.15))
         person = _person(rng)
-        hair = _jitter(rng, _pick(rng, ((30, 24, 20), (90, 60, 30), (160, 130, 80), (60, 60, 60))), 8)  # type: ignore[arg-type]
+        hair = _jitter(rng, _pick(rng, _HAIR), 8)  # type: ignore[arg-type]
         people.append(_Pedestrian(x, z, v, hair=hair, **person))
         z += float(rng.uniform(4, 16)) / busy
     return people
@@ -868,19 +895,18 @@ def _car(rng: np.random.Generator, x: float, z: float, v: float, facing: int) ->
     paint = _jitter(rng, _pick(rng, _PAINT), 10)  # type: ignore[arg-type]
     glass = _jitter(rng, _pick(rng, _GLASS), 8)  # type: ignore[arg-type]
     if rng.random() < 0.15:  # van
-        return _Car(x, z, v, float(rng.uniform(1.9, 2.2)), float(rng.uniform(4.8, 6.5)), float(rng.uniform(2.0, 2.6)),
-                    0.0, paint, glass, facing)  # fmt: skip
-    return _Car(x, z, v, float(rng.uniform(1.65, 1.9)), float(rng.uniform(3.8, 4.8)), float(rng.uniform(0.8, 1.0)),
-                float(rng.uniform(0.45, 0.6)), paint, glass, facing)  # fmt: skip
+        size = rng.uniform((1.9, 4.8, 2.0), (2.2, 6.5, 2.6))  # width, length, height
+        return _Car(x, z, v, *(float(a) for a in size), 0.0, paint, glass, facing)  # type: ignore[arg-type]
+    size = rng.uniform((1.65, 3.8, 0.8, 0.45), (1.9, 4.8, 1.0, 0.6))  # width, length, body, cabin
+    return _Car(x, z, v, *(float(a) for a in size), paint, glass, facing)  # type: ignore[arg-type]
 
 
-def _parked_cars(rng: np.random.Generator, side: int, kerb: float, end: float, speed: float) -> list[_Car]:
+def _parked_cars(rng: np.random.Generator, side: int, kerb: float, end: float) -> list[_Car]:
     cars, z = [], float(rng.uniform(-3, 6))
     while z < min(end, 220):
         car = _car(rng, 0.0, z, 0.0, int(rng.choice([-1, 1])))
-        x = kerb - side * (0.35 + car.width / 2)
-        if rng.random() > 0.2:
-            cars.append(_Car(x, z, 0.0, car.width, car.length, car.body_h, car.cabin_h, car.paint, car.glass, car.facing))
+        if rng.random() > 0.2:  # else an empty parking space
+            cars.append(dataclasses.replace(car, x=kerb - side * (0.35 + car.width / 2)))
         z += car.length + float(rng.uniform(0.8, 6))
     return cars
 
@@ -891,7 +917,8 @@ def _traffic(rng: np.random.Generator, centre: float, v: float, facing: int, tra
     lo, hi = (8.0, end) if v > 0 else (travel * 0.3, end + abs(v) * MAX_FRAMES_PER_SEQUENCE)
     z = lo + float(rng.uniform(0, 14))
     while z < min(hi, 400):
-        car = _car(rng, centre + float(rng.uniform(-0.15, 0.15)), z, v + float(rng.uniform(-0.03, 0.03)), facing)
+        x, dv = centre + float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.03, 0.03))
+        car = _car(rng, x, z, v + dv, facing)
         cars.append(car)
         z += car.length + float(rng.uniform(6, 40)) / busy
     return cars
@@ -901,8 +928,9 @@ def _cyclists(rng: np.random.Generator, lane: float, kerb_l: float, kerb_r: floa
               speed: float, travel: float) -> list[_Cyclist]:  # fmt: skip
     def rider(x: float, z: float, vx: float, vz: float, heading: float) -> _Cyclist:
         person = _person(rng)
-        return _Cyclist(x, z, vx, vz, heading, _jitter(rng, _pick(rng, _PAINT), 10), person["top"],  # type: ignore[arg-type]
-                        person["legs"], person["skin"], _jitter(rng, _pick(rng, _CLOTHES), 10),  # type: ignore[arg-type]
+        bike = _jitter(rng, _pick(rng, _PAINT), 10)  # type: ignore[arg-type]
+        helmet = _jitter(rng, _pick(rng, _CLOTHES), 10)  # type: ignore[arg-type]
+        return _Cyclist(x, z, vx, vz, heading, bike, person["top"], person["legs"], person["skin"], helmet,
                         float(rng.uniform(0, 2 * math.pi)))  # fmt: skip
 
     # one rider stays ahead of the camera for the whole sequence, so most frames show a cyclist
@@ -910,10 +938,12 @@ def _cyclists(rng: np.random.Generator, lane: float, kerb_l: float, kerb_r: floa
     riders = [rider(x, float(rng.uniform(9, 26)), 0.0, speed * float(rng.uniform(0.8, 1.0)), 0.0)]
     if rng.random() < 0.4:
         x = kerb_l + (2.45 if park[0] else 0.6)
-        riders.append(rider(x, float(rng.uniform(20, 60) + travel), 0.0, -float(rng.uniform(0.3, 0.6)), math.pi))
+        z = float(rng.uniform(20, 60) + travel)
+        riders.append(rider(x, z, 0.0, -float(rng.uniform(0.3, 0.6)), math.pi))
     if rng.random() < 0.3:  # crossing the street far ahead, seen from the side
         d = float(rng.choice([-1, 1]))
-        riders.append(rider(-d * 4.0, float(rng.uniform(25, 50) + travel * 0.5), d * 0.35, 0.0, d * math.pi / 2))
+        z = float(rng.uniform(25, 50) + travel * 0.5)
+        riders.append(rider(-d * 4.0, z, d * 0.35, 0.0, d * math.pi / 2))
     return riders
 
 
@@ -934,7 +964,9 @@ def render_scene(
     forward and the traffic along, and ``rng`` only adds camera shake and sensor noise.
     """
     if height < MIN_SIZE or width < MIN_SIZE:
-        raise ConfigError(f"synthetic scene size {height}x{width} is too small; use at least {MIN_SIZE}x{MIN_SIZE}")
+        raise ConfigError(
+            f"synthetic scene size {height}x{width} is too small; use at least {MIN_SIZE}x{MIN_SIZE}"
+        )
     if style is None:
         style = sample_style(rng)
     cam = _Camera(
@@ -1006,14 +1038,16 @@ def _draw_ground(canvas: _Canvas, cam: _Camera, style: SceneStyle) -> None:
         z = math.floor(cam.z / 9.0) * 9.0
         while z < view:
             if z + 3.0 > near:
-                canvas.paint(cam.quad_y(0, x - 0.07, x + 0.07, max(z, near), min(z + 3.0, end)), style.marking_colour)
+                dash = cam.quad_y(0, x - 0.07, x + 0.07, max(z, near), min(z + 3.0, end))
+                canvas.paint(dash, style.marking_colour)
             z += 9.0
     for x in (kerb_l + 0.35, kerb_r - 0.35):
         canvas.paint(cam.quad_y(0, x - 0.06, x + 0.06, near, end), style.marking_colour)
     if style.crossing is not None and style.crossing - cam.z > 2:
         x = kerb_l + 0.6
         while x < kerb_r - 0.6:
-            canvas.paint(cam.quad_y(0, x, x + 0.5, style.crossing, style.crossing + 3.0), style.marking_colour)
+            stripe = cam.quad_y(0, x, x + 0.5, style.crossing, style.crossing + 3.0)
+            canvas.paint(stripe, style.marking_colour)
             x += 1.0
 
 
@@ -1026,7 +1060,8 @@ def _draw_shadows(canvas: _Canvas, cam: _Camera, style: SceneStyle, frame: int) 
         for b in style.background:
             if isinstance(b, _Building) and b.x * style.sun < 0 and b.z1 > cam.z + _NEAR:
                 x1 = b.x + math.copysign(min(reach + b.height * 0.15, 12.0), style.sun)
-                draw.polygon(cam.quad_y(0, min(b.x, x1), max(b.x, x1), max(b.z0, cam.z + _NEAR), b.z1), fill=95)
+                band = cam.quad_y(0, min(b.x, x1), max(b.x, x1), max(b.z0, cam.z + _NEAR), b.z1)
+                draw.polygon(band, fill=95)
     for obj in _visible(style.objects, cam, frame):
         if style.sun or isinstance(obj, _Car):
             obj.shadow(draw, cam, frame, style.sun)
@@ -1072,15 +1107,21 @@ def _params(seed: int, size: Sequence[int], counts: Mapping[str, int], frames_pe
     }
 
 
-def _check_params(seed: int, size: Sequence[int], counts: Mapping[str, int], frames_per_sequence: int) -> None:
+def _check_params(
+    seed: int, size: Sequence[int], counts: Mapping[str, int], frames_per_sequence: int
+) -> None:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"synthetic seed {seed!r}: expected an integer >= 0")
     if len(size) != 2 or min(size) < MIN_SIZE:
         raise ConfigError(f"synthetic size {tuple(size)}: expected (height, width), each >= {MIN_SIZE}")
-    bad = {k: v for k, v in counts.items() if not (isinstance(v, int) and v >= 0) or not str(k).isidentifier()}
+    bad = {k: v for k, v in counts.items() if not (isinstance(v, int) and v >= 0 and str(k).isidentifier())}
     if bad or not any(counts.values()):
         raise ConfigError(f"synthetic counts {dict(counts)}: expected split names -> image counts >= 0, e.g. "
                           f"{dict(DEFAULT_COUNTS)}")  # fmt: skip
     if not 1 <= frames_per_sequence <= MAX_FRAMES_PER_SEQUENCE:
-        raise ConfigError(f"synthetic frames_per_sequence={frames_per_sequence}: expected 1..{MAX_FRAMES_PER_SEQUENCE}")
+        raise ConfigError(
+            f"synthetic frames_per_sequence={frames_per_sequence}: expected 1..{MAX_FRAMES_PER_SEQUENCE}"
+        )
 
 
 def default_synthetic_root(
@@ -1120,6 +1161,7 @@ def write_synthetic_dataset(
     try:
         _write_all(tmp, seed, (int(size[0]), int(size[1])), counts, frames_per_sequence)
         (tmp / MANIFEST).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
         try:
             os.replace(tmp, root)  # atomic; only succeeds onto a missing or empty folder
         except OSError:
@@ -1143,7 +1185,7 @@ def _is_complete(root: Path, params: dict) -> bool:
     if not root.exists():
         return False
     if not root.is_dir():
-        raise DataError(f"synthetic data root {root} is a file; expected a folder. Remove it or pass another --data-root")
+        raise DataError(f"synthetic data root {root} is a file; expected a folder. Pass another --data-root")
     manifest = root / MANIFEST
     if not manifest.is_file():
         if any(root.iterdir()):
@@ -1176,14 +1218,19 @@ def _write_all(out: Path, seed: int, size: tuple[int, int], counts: Mapping[str,
         (out / f"{split}annot").mkdir()
         for first in range(0, count, fps):
             frames = min(fps, count - first)
-            style = sample_style(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sequence, 0))), fps)
+            # fixed-length spawn keys: one stream per sequence (slot 0) and per frame (slots 1..)
+            style = sample_style(_stream(seed, sequence, 0), fps)
             for frame in range(frames):
-                rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sequence, frame + 1)))
+                rng = _stream(seed, sequence, frame + 1)
                 image, mask = render_scene(rng, size[0], size[1], style, frame)
                 name = f"synth{sequence:02d}_{frame:06d}.png"
                 _save_png(image, out / split / name)
                 _save_png(mask, out / f"{split}annot" / name)
             sequence += 1
+
+
+def _stream(seed: int, sequence: int, slot: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sequence, slot)))
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
