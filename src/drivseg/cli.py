@@ -140,11 +140,13 @@ def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
     cfg.precision = str(cfg.precision)
     for key in ("data_root", "encoder", "encoder_weights", "max_time", "resume", "run_name", "output_dir"):
         setattr(cfg, key, none_or_str(getattr(cfg, key)))
-    for key, valid in (("data", DATASETS), ("arch", ARCHS)):
-        if getattr(cfg, key) not in valid:
-            raise ConfigError(f"{key} {getattr(cfg, key)!r} (from a config file) is unknown; valid: {', '.join(sorted(valid))}")
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"precision {cfg.precision!r} is unknown; valid: {', '.join(PRECISIONS)}")
+    # argparse checks `choices` only for values given as flags, not for defaults from YAML
+    for action in parser._actions:
+        value = getattr(cfg, action.dest, None)
+        if action.choices is not None and value is not None and value not in action.choices:
+            raise ConfigError(
+                f"{action.dest} {value!r} (from a config file) is unknown; valid: {', '.join(map(str, action.choices))}"
+            )
     if cfg.max_time is not None and not re.fullmatch(r"\d+:\d{2}:\d{2}", cfg.max_time):
         raise ConfigError(f"--max-time {cfg.max_time!r}: expected HH:MM:SS, e.g. 00:30:00")
     return cfg

@@ -6,6 +6,7 @@ Every loss ignores label 255 and is computed in fp32: under fp16 autocast a Dice
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence
 
 import segmentation_models_pytorch.losses as smp_losses
@@ -32,6 +33,7 @@ LOSSES: dict[str, Callable[[Optional[torch.Tensor], float], nn.Module]] = {
     ),
     # SMP's multiclass focal loss is one-vs-rest (sigmoid per class), as in the RetinaNet paper
     "focal": lambda w, s: smp_losses.FocalLoss("multiclass", ignore_index=IGNORE_INDEX, class_weights=_weights_list(w)),
+    # Lovasz optimises the IoU directly and takes no class weights
     "lovasz": lambda w, s: smp_losses.LovaszLoss("multiclass", ignore_index=IGNORE_INDEX),
     "tversky": lambda w, s: smp_losses.TverskyLoss(
         "multiclass", ignore_index=IGNORE_INDEX, alpha=0.3, beta=0.7, class_weights=_weights_list(w)
@@ -53,7 +55,9 @@ def parse_loss_spec(spec: str) -> list[tuple[str, float]]:
         try:
             w = float(weight) if weight else 1.0
         except ValueError:
-            raise ConfigError(f"--loss {spec!r}: weight {weight!r} of {name} is not a number") from None
+            w = math.nan
+        if not (math.isfinite(w) and w >= 0):
+            raise ConfigError(f"--loss {spec!r}: weight {weight!r} of {name} must be a finite number >= 0")
         terms.append((name, w))
     if not terms:
         raise ConfigError(f"--loss {spec!r} names no loss; e.g. ce, ce+dice, ce:1.0,lovasz:0.5")
@@ -70,6 +74,9 @@ class CombinedLoss(nn.Module):
         self.losses = nn.ModuleList(LOSSES[name](class_weights, label_smoothing) for name in self.names)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not (target != IGNORE_INDEX).any():
+            # a crop that holds only void teaches nothing; CE would give NaN and Lovasz an empty tensor
+            return logits.float().sum() * 0.0
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()  # (B, C, H, W)
             total = logits.new_zeros(())

@@ -17,6 +17,10 @@ DEFAULT_ENCODERS = {
     "dpt": "tu-vit_tiny_patch16_224",
 }
 FALLBACK_ENCODER = "resnet18"
+# DPT halves its ViT token grid (patch 16) and upsamples back: it needs an even number of tokens
+MIN_MULTIPLE = {"dpt": 32}
+# PAN's pyramid attention pools down to 1/128 of the input and fails on smaller inputs
+MIN_SIZE = {"pan": 128}
 # extra constructor arguments some architectures need to accept arbitrary input sizes
 ARCH_KWARGS = {"dpt": {"dynamic_img_size": True}}
 
@@ -41,10 +45,8 @@ def build_smp(
         )
     except (RuntimeError, ValueError, KeyError) as err:
         raise ConfigError(f"cannot build {arch} with encoder {encoder}: {err}") from err
-    multiple = getattr(net.encoder, "output_stride", 32)
-    if arch == "dpt":
-        multiple = max(multiple, 16)  # ViT patch size
-    return PadToMultiple(net, multiple)
+    multiple = max(getattr(net.encoder, "output_stride", 32), MIN_MULTIPLE.get(arch, 1))
+    return PadToMultiple(net, multiple, MIN_SIZE.get(arch, 1))
 
 
 def default_encoder(arch: str) -> str:
@@ -64,7 +66,7 @@ def smp_encoder_name(encoder: str) -> str:
         return f"tu-{encoder}"
     import difflib
 
-    names = [*smp.encoders.get_encoder_names(), *timm.list_models()]
+    names = list(dict.fromkeys([*smp.encoders.get_encoder_names(), *timm.list_models()]))
     close = difflib.get_close_matches(encoder, names, n=8, cutoff=0.6)
     raise ConfigError(
         f"unknown encoder {encoder!r}; similar valid names: {', '.join(close) or 'none'}. "
