@@ -78,3 +78,12 @@ def test_help_lists_every_registry(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     for name in [*ARCHS, *DATASETS, *LOSSES]:
         assert name in text
+
+
+@pytest.mark.parametrize("path", sorted((DEFAULT_CONFIG.parent / "experiments").glob("*.yaml")), ids=lambda p: p.stem)
+def test_experiment_configs_resolve(path) -> None:
+    cfg = parse_config(["--config", str(path)])
+    # camvid_<arch>.yaml trains <arch> on camvid
+    data, arch = path.stem.split("_", 1)
+    assert (cfg.data, cfg.arch) == (data, arch)
+    assert cfg.crop_size is not None and len(cfg.crop_size) == 2
