@@ -185,13 +185,13 @@ def test_an_interrupted_write_leaves_nothing_that_passes_for_a_dataset(tmp_path,
             raise KeyboardInterrupt  # like Ctrl-C halfway through
         save(array, path)
 
-    monkeypatch.setattr(synthetic, "_save_png", failing_save)
+    monkeypatch.setattr(synthetic.writer, "_save_png", failing_save)
     with pytest.raises(KeyboardInterrupt):
         write_tiny(root)
     assert not root.exists()
     assert list(tmp_path.iterdir()) == []  # the partial folder is cleaned up too
 
-    monkeypatch.setattr(synthetic, "_save_png", save)
+    monkeypatch.setattr(synthetic.writer, "_save_png", save)
     write_tiny(root)
     assert len(find_segnet_pairs(root, "train")) == TINY_COUNTS["train"]
 
@@ -203,7 +203,7 @@ def test_a_complete_dataset_is_not_rewritten(tmp_path, monkeypatch) -> None:
     def no_render(*args, **kwargs):
         raise AssertionError("a complete dataset was rendered again")
 
-    monkeypatch.setattr(synthetic, "render_scene", no_render)
+    monkeypatch.setattr(synthetic.writer, "render_scene", no_render)
     assert write_tiny(root) == root
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
