@@ -22,6 +22,8 @@ import yaml  # noqa: E402
 
 from drivseg.cli import parse_config  # noqa: E402
 from drivseg.data import get_source  # noqa: E402
+from drivseg.data.download import download_for  # noqa: E402
+from drivseg.data.taxonomy import apply_taxonomy  # noqa: E402
 from drivseg.data.datamodule import SegmentationDataModule, resolve_root  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.experiment import build_module, class_weights, normalization, run_name  # noqa: E402
@@ -35,6 +37,9 @@ def main(argv=None) -> int:
     cfg = parse_config(argv)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     source = get_source(cfg.data, cfg.data_root)
+    if cfg.download:
+        download_for(source, cfg.data_root)  # before resolve_root, which rejects a missing folder
+    source = apply_taxonomy(source, cfg.taxonomy)
     root = resolve_root(source, cfg.data_root)
     if cfg.check_data:
         from drivseg.data.check import check_dataset

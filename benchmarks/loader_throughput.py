@@ -112,7 +112,8 @@ def write_mapillary(root: Path, i: int) -> None:
     image, ids = street_scene(1080, 1920, i, list(range(len(MAPILLARY_LABELS))))
     image_id = f"{i:022d}"
     save_photo(root / "validation" / "images" / f"{image_id}.jpg", image)
-    write_index_png(root / "validation" / "labels" / f"{image_id}.png", ids, [lb.color for lb in MAPILLARY_LABELS])
+    palette = [lb.color for lb in MAPILLARY_LABELS]
+    write_index_png(root / "validation" / "labels" / f"{image_id}.png", ids, palette)
 
 
 def write_camvid(root: Path, i: int) -> None:
@@ -152,7 +153,8 @@ CASES = {
 
 def all_pairs(source: DatasetSource, root: Path) -> list[Pair]:
     """Pairs of every split the source can list under ``root`` (KITTI and Lyft split by hash)."""
-    pairs = [pair for split in source.splits if source.has_split(root, split) for pair in source.find_pairs(root, split)]
+    splits = [split for split in source.splits if source.has_split(root, split)]
+    pairs = [pair for split in splits for pair in source.find_pairs(root, split)]
     if not pairs:
         source.find_pairs(root, source.splits[0])  # raises the source's own explanation
         raise RuntimeError(f"{source.name}: no split of {root} could be listed")
@@ -162,7 +164,11 @@ def all_pairs(source: DatasetSource, root: Path) -> list[Pair]:
 def images_per_second(dataset: SegmentationDataset, workers: int, batch_size: int, repeats: int) -> float:
     """Median images/s over ``repeats`` passes, after one untimed warm-up pass."""
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0, collate_fn=pad_collate
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=pad_collate,
     )
     rates = []
     for repeat in range(repeats + 1):
@@ -188,9 +194,9 @@ def measure_row(
     rates = [images_per_second(dataset, w, args.batch_size, args.repeats) for w in args.workers]
     kb = np.mean([p[0].stat().st_size for p in pairs]) / 1024
     image_ext, mask_ext = pairs[0][0].suffix, pairs[0][1].suffix
-    return [name, size, f"{image_ext} {kb:.0f} KB", mask_ext, str(len(pairs))] + [f"{r:.1f}" for r in rates] + [
-        f"{rates[-1] / rates[0]:.2f}x"
-    ]
+    speedup = f"{rates[-1] / rates[0]:.2f}x"
+    rates_text = [f"{r:.1f}" for r in rates]
+    return [name, size, f"{image_ext} {kb:.0f} KB", mask_ext, str(len(pairs)), *rates_text, speedup]
 
 
 def real_camvid_root() -> Optional[Path]:
@@ -204,14 +210,16 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--datasets", nargs="+", choices=list(CASES), default=list(CASES))
     p.add_argument("--images", type=int, default=16, help="frames written per dataset")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per setting (median reported)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers settings")
     p.add_argument("--transform", choices=("eval", "train", "none"), default="eval")
-    p.add_argument("--crop", type=int, nargs=2, default=[512, 1024], help="train crop H W (--transform train)")
+    p.add_argument("--crop", type=int, nargs=2, default=[512, 1024], help="train crop H W (train transform)")
     p.add_argument("--no-real-camvid", action="store_true", help="skip the real CamVid row")
     return p.parse_args(argv)
 

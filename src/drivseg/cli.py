@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from drivseg.data import DATASETS
+from drivseg.data.taxonomy import TAXONOMIES
 from drivseg.errors import ConfigError
 from drivseg.losses import LOSSES
 from drivseg.models import ARCHS
@@ -62,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", choices=sorted(DATASETS), help="dataset")
     g.add_argument("--data-root", type=none_or_str, help="dataset folder")
     g.add_argument("--num-classes", type=int, help="only for datasets whose label spec cannot say")
+    g.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        help="download the dataset into --data-root first (datasets behind a login say what to fetch)",
+    )
+    g.add_argument(
+        "--taxonomy", choices=TAXONOMIES, help="native classes, or the 19 Cityscapes classes (cityscapes, kitti, bdd100k, mapillary)"
+    )
     g.add_argument("--crop-size", nargs="+", help="train crop: H W or HxW (none: whole images)")
     g.add_argument("--image-scale", type=float, help="resize inputs by this factor")
     g.add_argument("--scale-range", type=float, nargs=2, help="train scale jitter (min max)")

@@ -68,6 +68,7 @@ def build_module(
         "encoder": cfg.encoder,
         "num_classes": spec.num_classes,
         "data": cfg.data,
+        "taxonomy": cfg.taxonomy,
         "class_names": list(spec.class_names),
         "palette": [list(c) for c in spec.palette],
         "mean": list(mean),

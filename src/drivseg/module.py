@@ -79,7 +79,7 @@ class SegmentationModule(pl.LightningModule):
         return split_outputs(self.net(images))[0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        images, masks = batch["image"], batch["mask"]  # (B, 3, H, W), (B, H, W)
+        images, masks = batch["image"], batch["mask"].long()  # (B, 3, H, W), (B, H, W)
         main, aux = split_outputs(self.net(images))
         loss = self.loss(resize_logits(main, masks.shape[-2:]), masks)
         for a in aux:
@@ -88,7 +88,7 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict, metrics: StageMetrics, stage: str) -> torch.Tensor:
-        images, masks = batch["image"], batch["mask"]
+        images, masks = batch["image"], batch["mask"].long()
         logits = resize_logits(self(images), masks.shape[-2:])
         self.log(f"{stage}/loss", self.loss(logits, masks), sync_dist=True, batch_size=len(images))
         preds = logits.argmax(dim=1)
