@@ -10,6 +10,7 @@ from pathlib import Path
 
 from drivseg.data.label_spec import LabelSpec
 from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir
+from drivseg.errors import DataError
 
 CAMVID_CLASSES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
@@ -38,14 +39,8 @@ def find_segnet_pairs(root: Path, split: str) -> list[Pair]:
     masks = require_dir(Path(root) / f"{split}annot", f"{split} mask folder", fix)
     pairs = pair_files(list_images(images), list_images(masks), _stem, _stem, f"{images} vs {masks}")
     if not pairs:
-        raise_empty(images)
+        raise DataError(f"split folder {images} holds no images; check --data-root")
     return pairs
-
-
-def raise_empty(folder: Path) -> None:
-    from drivseg.errors import DataError
-
-    raise DataError(f"split folder {folder} holds no images; check --data-root")
 
 
 def _stem(path: Path) -> str:
