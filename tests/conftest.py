@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +73,30 @@ def run_train(args: list[str], tmp_path: Path, timeout: int = 600, **env: str) -
         text=True,
         timeout=timeout,
     )
+
+
+def train_tiny_checkpoint(tmp_dir: Path, arch: str = "tiny_fcn") -> tuple[Path, Path]:
+    """(dataset root, checkpoint): ``arch`` trained for one epoch on a 48x64 CamVid-layout set."""
+    import train
+
+    root = write_segnet_dataset(tmp_dir / "camvid", {"train": 8, "val": 5})
+    argv = ["--data", "camvid", "--data-root", str(root), "--arch", arch, "--crop-size", "32x48",
+            "--batch-size", "4", "--num-workers", "0", "--logger", "none", "--epochs", "1",
+            "--output-dir", str(tmp_dir / "run")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_torch_thread
+    try:
+        assert train.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root, tmp_dir / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Opt-in (``pytest.mark.usefixtures``). Tiny tensors gain nothing from a second thread, and on a busy shared CPU the threads'
+    synchronisation makes every op wait for a time slice (Fast-SCNN at 64x64: 1.3 s vs 5 ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,162 @@
+"""Segment images, folders of images or videos with a checkpoint, an ensemble or an exported ONNX file.
+
+    python predict.py --ckpt best.ckpt --input street.png --output out/
+    python predict.py --ckpt a.ckpt --ckpt b.ckpt --tta flip --input frames/ --output out/
+    python predict.py --backend onnxruntime --onnx model.onnx --input drive.mp4 --output out/
+
+model -> inputs -> probabilities (TTA / sliding window) -> class ids -> for every image
+``<stem>_mask.png`` (palette PNG: pixel values are class ids, colours the dataset's palette) and
+``<stem>_overlay.png`` (colours blended over the image); for a video ``<stem>_overlay.mp4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from drivseg.data.label_spec import LabelSpec, identity_spec  # noqa: E402
+from drivseg.data.source import IMAGE_EXTENSIONS, list_images, read_rgb_image  # noqa: E402
+from drivseg.entry import run_entry_point  # noqa: E402
+from drivseg.errors import ConfigError, DataError  # noqa: E402
+from drivseg.export import OnnxRunner, read_onnx_metadata  # noqa: E402
+from drivseg.inference import (  # noqa: E402
+    ModelMember,
+    add_inference_flags,
+    ensemble_from_checkpoints,
+    parse_weights,
+    pick_device,
+    predict_probs,
+    settings_from_flags,
+)
+from drivseg.video import VideoReader, VideoWriter, is_video  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
+    add_inference_flags(p, ckpt_required=False)
+    p.add_argument("--input", type=Path, required=True, help="an image, a folder of images or a video")
+    p.add_argument("--output", type=Path, required=True, help="folder for masks, overlays and videos")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="default: torch")
+    p.add_argument("--onnx", type=Path, help="ONNX file from export.py (--backend onnxruntime)")
+    p.add_argument("--batch-size", type=int, default=4, help="images or frames per forward pass (default: 4)")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours (default: 0.5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    args = p.parse_args(argv)
+    if args.backend == "torch" and not args.ckpt:
+        raise ConfigError("--backend torch needs --ckpt PATH (or use --backend onnxruntime --onnx FILE)")
+    if args.backend == "onnxruntime" and (args.onnx is None or args.ckpt):
+        raise ConfigError("--backend onnxruntime runs --onnx FILE alone: give --onnx and no --ckpt")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ConfigError(f"--alpha {args.alpha}: expected a value between 0 and 1")
+    return args
+
+
+def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, LabelSpec]:
+    """The probability function and the classes/palette it predicts."""
+    if args.backend == "onnxruntime":
+        meta = read_onnx_metadata(args.onnx)
+        if "class_names" not in meta:
+            raise ConfigError(f"--onnx {args.onnx} has no class metadata; export it with export.py")
+        model = ModelMember(OnnxRunner(args.onnx), meta["mean"], meta["std"], meta.get("image_scale", 1.0))
+        names, palette = meta["class_names"], meta["palette"]
+    else:
+        model, cfg = ensemble_from_checkpoints(args.ckpt, parse_weights(args.weights, len(args.ckpt)))
+        names, palette = cfg["class_names"], cfg["palette"]
+    spec = identity_spec("model", tuple(names), tuple(tuple(int(v) for v in c) for c in palette))
+    return model.eval(), spec
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    settings = settings_from_flags(args)
+    device = pick_device(args.device)
+    model, spec = load_model(args)
+    model.to(device)
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    def segment(images: list[np.ndarray]) -> list[np.ndarray]:
+        """RGB uint8 images of one size -> class id maps (H, W) uint8."""
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255).to(device)
+        return list(predict_probs(model, batch, settings).argmax(dim=1).byte().cpu().numpy())
+
+    if is_video(args.input):
+        suffix = ".avi" if args.input.suffix.lower() == ".avi" else ".mp4"
+        out = args.output / f"{args.input.stem}_overlay{suffix}"
+        with VideoReader(args.input) as reader, VideoWriter(out, reader.fps) as writer:
+            frames = tqdm(reader, total=reader.frame_count, desc="frames", disable=args.no_progress)
+            for chunk in batched(frames, args.batch_size):
+                for frame, mask in zip(chunk, segment(chunk)):
+                    writer.write(blend(frame, spec.colorize(mask), args.alpha))
+        if writer.frames == 0:
+            raise DataError(f"video {args.input} has no readable frames")
+        print(f"Wrote {out} ({writer.frames} frames)")
+        return 0
+
+    paths = input_images(args.input)
+    for chunk in batched(tqdm(paths, desc="images", disable=args.no_progress), args.batch_size):
+        images = [read_rgb_image(p) for p in chunk]
+        masks: list = [None] * len(images)
+        for size in {im.shape for im in images}:  # one forward pass per image size in the chunk
+            idx = [i for i, im in enumerate(images) if im.shape == size]
+            for i, mask in zip(idx, segment([images[i] for i in idx])):
+                masks[i] = mask
+        for path, image, mask in zip(chunk, images, masks):
+            save_index_mask(mask, spec, args.output / f"{path.stem}_mask.png")
+            overlay = blend(image, spec.colorize(mask), args.alpha)
+            Image.fromarray(overlay).save(args.output / f"{path.stem}_overlay.png")
+    print(f"Wrote masks and overlays of {len(paths)} image(s) to {args.output}")
+    return 0
+
+
+def input_images(path: Path) -> list[Path]:
+    """The image itself, or the images directly inside a folder."""
+    if path.is_dir():
+        images = list_images(path)
+        if not images:
+            raise DataError(f"--input {path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return images
+    if not path.is_file():
+        raise DataError(f"--input {path} does not exist")
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        kinds = ", ".join(IMAGE_EXTENSIONS)
+        raise DataError(f"--input {path}: expected an image ({kinds}), a folder of images or a video")
+    return [path]
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last one shorter)."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == max(1, size):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def save_index_mask(mask: np.ndarray, spec: LabelSpec, path: Path) -> None:
+    """A palette PNG: pixel values are class ids, the palette shows them in the dataset's colours."""
+    data = np.ascontiguousarray(mask, dtype=np.uint8).tobytes()
+    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), data)
+    image.putpalette([v for colour in spec.palette for v in colour])
+    image.save(path)
+
+
+def blend(image: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+    """``(1 - alpha) * image + alpha * colours``, rounded to uint8."""
+    mixed = (1.0 - alpha) * image.astype(np.float32) + alpha * colours.astype(np.float32)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point(main))
