@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from drivseg.data import DATASETS, get_source  # noqa: E402
 from drivseg.data.datamodule import resolve_root  # noqa: E402
+from drivseg.data.taxonomy import TAXONOMIES, apply_taxonomy  # noqa: E402
 from drivseg.data.dataset import SegmentationDataset, check_sizes, pad_collate  # noqa: E402
 from drivseg.data.transforms import eval_transform  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
@@ -42,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_inference_flags(p)
     p.add_argument("--data", choices=sorted(DATASETS), help="dataset (default: the checkpoint's)")
     p.add_argument("--data-root", help="dataset folder (default: the dataset's default location)")
+    p.add_argument("--taxonomy", choices=TAXONOMIES, help="label taxonomy (default: the checkpoint's)")
     p.add_argument("--split", default="val", help="val (default) | test")
     p.add_argument("--output", type=Path, help="JSON file (default: <ckpt stem>_<split>_eval.json beside it)")
     p.add_argument("--batch-size", type=int, default=1, help="default: 1 (each image at its own size)")
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
     model.to(device)
 
     data = args.data or cfg["data"]
-    source = get_source(data, args.data_root)
+    source = apply_taxonomy(get_source(data, args.data_root), args.taxonomy or cfg.get("taxonomy", "native"))
     data_classes = list(source.label_spec.class_names)
     if data_classes != list(cfg["class_names"]):
         raise ConfigError(

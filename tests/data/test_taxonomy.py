@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,34 @@ def test_datasets_without_a_mapping_are_refused_naming_those_with_one(name: str)
 def test_unknown_taxonomy_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="'coco' is unknown; valid: native, cityscapes19"):
         apply_taxonomy(CITYSCAPES, "coco")
+
+
+def test_a_cityscapes_model_is_scored_on_mapillary_under_cityscapes19(tmp_path: Path, capsys) -> None:
+    import importlib
+
+    import train
+    from drivseg.entry import run_entry_point
+    from tests.data.fixtures_cityscapes import write_cityscapes_tree
+
+    eval_script = importlib.import_module("eval")
+    cs = write_cityscapes_tree(tmp_path / "cs")
+    run = tmp_path / "run"
+    argv = ["--data", "cityscapes", "--data-root", str(cs), "--arch", "tiny_fcn", "--crop-size", "32x48",
+            "--batch-size", "2", "--num-workers", "0", "--epochs", "1", "--logger", "none",
+            "--taxonomy", "cityscapes19", "--output-dir", str(run)]  # fmt: skip
+    assert train.main(argv) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    vistas = tmp_path / "vistas"
+    write_mapillary(vistas, {"validation": {"0aB_cD-eF1gH2iJ3kL4mN5": stripes(MAPILLARY_LABEL_IDS)}})
+
+    base = ["--ckpt", str(ckpt), "--data", "mapillary", "--data-root", str(vistas), "--num-workers", "0", "--no-progress"]
+    # native Mapillary has 65 classes: the class check refuses it in one line
+    assert run_entry_point(lambda: eval_script.main([*base, "--taxonomy", "native"])) == 2
+    assert "65 classes" in capsys.readouterr().err
+    # the checkpoint remembers it was trained under cityscapes19: that is eval.py's default
+    out = tmp_path / "cross.json"
+    assert run_entry_point(lambda: eval_script.main([*base, "--output", str(out)])) == 0
+    result = json.loads(out.read_text())
+    assert result["class_names"] == list(CITYSCAPES_19) and 0.0 <= result["mIoU"] <= 1.0
+    # every Mapillary band but "unlabeled" maps to a Cityscapes class and is scored
+    assert result["labelled_pixels"] == int((stripes(TRAIN_IDS) != 255).sum())
