@@ -14,6 +14,7 @@ from drivseg.data.label_spec import LabelSpec
 from drivseg.errors import ConfigError
 from drivseg.losses import build_loss, median_frequency_weights
 from drivseg.models import build_model
+from drivseg.models.pretrained import OFFLINE_IMAGENET
 from drivseg.module import SegmentationModule
 
 RUN_NAME_ENV = "DRIVSEG_RUN_NAME"
@@ -21,10 +22,6 @@ RUN_NAME_ENV = "DRIVSEG_RUN_NAME"
 
 def normalization(encoder: Optional[str], encoder_weights: Optional[str]) -> tuple[tuple, tuple]:
     """Input mean/std the encoder's pretrained weights expect (ImageNet statistics by default)."""
-    try:
-        from drivseg.models.pretrained import OFFLINE_IMAGENET
-    except ImportError:  # pragma: no cover
-        OFFLINE_IMAGENET = {}
     if encoder in OFFLINE_IMAGENET:
         entry = OFFLINE_IMAGENET[encoder]
         return tuple(entry["mean"]), tuple(entry["std"])
