@@ -119,3 +119,14 @@ def test_check_data_clean_dataset_passes(tmp_path, tiny_camvid, capsys) -> None:
     assert train.main(argv) == 0
     out = capsys.readouterr().out
     assert "[train] 8 images, 8 masks" in out and "[val] 5 images, 5 masks" in out and "No problems found" in out
+
+
+def test_imagenet_weights_offline_is_one_line_with_the_way_out(tmp_path, tiny_camvid) -> None:
+    from tests.conftest import run_train
+
+    proc = run_train([*ARGS, "--data-root", str(tiny_camvid), "--encoder-weights", "imagenet",
+                      "--output-dir", str(tmp_path / "run")], tmp_path, HF_HUB_OFFLINE="1")  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: --encoder-weights imagenet for resnet18 needs internet")
+    assert "tf_efficientnet_lite0" in err and "--encoder-weights PATH" in err
