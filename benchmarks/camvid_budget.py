@@ -28,13 +28,17 @@ RUNS: dict[str, list[str]] = {
     "pspnet-lite0": ["--config", str(EXP / "camvid_pspnet.yaml")],
     "deeplabv3plus-lite0": ["--config", str(EXP / "camvid_deeplabv3plus.yaml")],
     "segformer-mit_b0": ["--config", str(EXP / "camvid_segformer.yaml")],
-    "unet-lite0-random": ["--config", str(EXP / "camvid_unet.yaml"), "--encoder-weights", "none"],
     "scratch_unet": ["--config", str(EXP / "camvid_unet.yaml"), "--arch", "scratch_unet", "--encoder", "none", "--encoder-weights", "none"],
     "scratch_pspnet": ["--config", str(EXP / "camvid_unet.yaml"), "--arch", "scratch_pspnet", "--encoder", "none", "--encoder-weights", "none"],
     "scratch_deeplabv3plus": ["--config", str(EXP / "camvid_unet.yaml"), "--arch", "scratch_deeplabv3plus", "--encoder", "none", "--encoder-weights", "none"],
     "scratch_segformer": ["--config", str(EXP / "camvid_segformer.yaml"), "--arch", "scratch_segformer", "--encoder", "none"],
     "fast_scnn": ["--config", str(EXP / "camvid_unet.yaml"), "--arch", "fast_scnn", "--encoder", "none", "--encoder-weights", "none"],
 }  # fmt: skip
+# the same SMP networks without pretraining, to show what the offline ImageNet weights are worth
+RUNS |= {
+    f"{arch}-lite0-random": ["--config", str(EXP / f"camvid_{arch}.yaml"), "--encoder-weights", "none"]
+    for arch in ("unet", "fpn", "pspnet", "deeplabv3plus")
+}
 
 
 def main() -> None:
