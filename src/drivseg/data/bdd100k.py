@@ -29,7 +29,7 @@ from pathlib import Path
 
 from drivseg.data.cityscapes import CITYSCAPES19_SPEC
 from drivseg.data.label_spec import IGNORE_INDEX, identity_spec
-from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir
+from drivseg.data.source import DatasetSource, Pair, file_stem, list_images, pair_files, require_dir
 from drivseg.errors import DataError
 
 BDD100K_SPEC = identity_spec(
@@ -88,7 +88,7 @@ def _pair(images_dir: Path, masks_dir: Path, mask_suffix: str) -> list[Pair]:
     pairs = pair_files(
         images,
         masks,
-        lambda p: p.stem,
+        file_stem,
         lambda p: p.name[: -len(mask_suffix)] if mask_suffix else p.stem,
         f"{images_dir} vs {masks_dir}",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drivseg.data.label_spec import LabelSpec
-from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir
+from drivseg.data.source import DatasetSource, Pair, file_stem, list_images, pair_files, require_dir
 from drivseg.errors import DataError
 
 CAMVID_CLASSES = (
@@ -37,14 +37,11 @@ def find_segnet_pairs(root: Path, split: str) -> list[Pair]:
     fix = "expected the SegNet layout train/ trainannot/ val/ valannot/ [test/ testannot/]"
     images = require_dir(Path(root) / split, f"{split} image folder", fix)
     masks = require_dir(Path(root) / f"{split}annot", f"{split} mask folder", fix)
-    pairs = pair_files(list_images(images), list_images(masks), _stem, _stem, f"{images} vs {masks}")
+    pairs = pair_files(list_images(images), list_images(masks), file_stem, file_stem, f"{images} vs {masks}")
     if not pairs:
         raise DataError(f"split folder {images} holds no images; check --data-root")
     return pairs
 
-
-def _stem(path: Path) -> str:
-    return path.stem
 
 
 CAMVID = DatasetSource(

@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from drivseg.data.cityscapes import CITYSCAPES19_SPEC
-from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir
+from drivseg.data.source import DatasetSource, Pair, file_stem, list_images, pair_files, require_dir
 from drivseg.errors import DataError
 
 VAL_EVERY = 5  # 1 in VAL_EVERY sequences (by crc32) is validation
@@ -113,15 +113,12 @@ def find_kitti_pairs(root: Path, split: str) -> list[Pair]:
         )
     require_dir(masks_dir, "KITTI training mask folder", LAYOUT)
     pairs = pair_files(
-        list_images(images_dir), list_images(masks_dir), _stem, _stem, f"{images_dir} vs {masks_dir}"
+        list_images(images_dir), list_images(masks_dir), file_stem, file_stem, f"{images_dir} vs {masks_dir}"
     )
     if not pairs:
         raise DataError(f"{images_dir} holds no images; {LAYOUT}")
     return [pair for pair in pairs if kitti_split_of(kitti_sequence_of(pair[1])) == split]
 
-
-def _stem(path: Path) -> str:
-    return path.stem
 
 
 KITTI = DatasetSource(

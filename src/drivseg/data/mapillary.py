@@ -28,7 +28,7 @@ from PIL import Image
 from drivseg.data.cityscapes import CITYSCAPES19_SPEC
 from drivseg.data.folder import ColourMaskReader
 from drivseg.data.label_spec import LabelSpec
-from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir
+from drivseg.data.source import DatasetSource, Pair, file_stem, list_images, pair_files, require_dir
 from drivseg.errors import DataError
 
 
@@ -219,14 +219,11 @@ def find_mapillary_pairs(root: Path, split: str) -> list[Pair]:
     labels = next((d for d in (split_dir / "labels", split_dir / "v1.2" / "labels") if d.is_dir()), None)
     if labels is None:
         raise DataError(f"{split} label folder {split_dir / 'labels'} does not exist; {_LAYOUT}")
-    pairs = pair_files(list_images(images), list_images(labels), _stem, _stem, f"{images} vs {labels}")
+    pairs = pair_files(list_images(images), list_images(labels), file_stem, file_stem, f"{images} vs {labels}")
     if not pairs:
         raise DataError(f"split folder {images} holds no images; check --data-root")
     return pairs
 
-
-def _stem(path: Path) -> str:
-    return path.stem
 
 
 def image_is_own_sequence(path: Path) -> str:

@@ -80,6 +80,11 @@ def pair_files(
     return [(image_by_key[k], by_key[k]) for k in sorted(image_by_key)]
 
 
+def file_stem(path: Path) -> str:
+    """Pairing key for layouts where image and mask share a file name up to the extension."""
+    return path.stem
+
+
 def sequence_from_prefix(path: Path) -> str:
     """Sequence id = file name up to the first underscore (CamVid ``0001TP_006690.png``)."""
     return path.name.split("_", 1)[0]
