@@ -79,8 +79,7 @@ class LabelSpec:
         # frozen dataclass: cache the table on the instance without making it a field
         lut = self.__dict__.get("_cached_lut")
         if lut is None:
-            lut = self.lookup_table(max(self.valid_raw_values, default=0) + 1)
-            lut = np.concatenate([lut, np.full(65536 - lut.size, -1, dtype=np.int32)])
+            lut = self.lookup_table()  # covers every uint8/uint16 mask value
             object.__setattr__(self, "_cached_lut", lut)
         return lut
 
