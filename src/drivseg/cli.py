@@ -12,6 +12,7 @@ import yaml
 from drivseg.data import DATASETS
 from drivseg.data.taxonomy import TAXONOMIES
 from drivseg.errors import ConfigError
+from drivseg.sizes import parse_size
 from drivseg.losses import LOSSES
 from drivseg.models import ARCHS
 from drivseg.module import OPTIMIZERS, SCHEDULERS
@@ -37,15 +38,10 @@ def crop_size(values: Sequence[str] | str | None) -> Optional[list[int]]:
     """``["360", "480"]``, ``"360x480"`` or ``[360, 480]`` -> [360, 480]; none/null -> None."""
     if values is None:
         return None
-    if isinstance(values, str):
-        values = [values]
-    text = " ".join(str(v) for v in values).lower()
-    if text in ("none", "null", ""):
+    text = " ".join(str(v) for v in ([values] if isinstance(values, str) else values))
+    if text.strip().lower() in ("none", "null", ""):
         return None
-    parts = re.split(r"[x,\s]+", text.strip())
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"--crop-size {text!r}: expected H W or HxW, e.g. 352x480")
-    return [int(parts[0]), int(parts[1])]
+    return list(parse_size(text, "--crop-size"))
 
 
 def none_or_str(value: Any) -> Optional[str]:

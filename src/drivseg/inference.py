@@ -13,7 +13,6 @@ Whole images are passed to the network as they are: every registered architectur
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from drivseg.checkpoint import load_module
 from drivseg.errors import ConfigError
+from drivseg.sizes import parse_size
 from drivseg.module import split_outputs
 
 TTA_MODES = ("none", "flip", "ms")
@@ -269,16 +269,6 @@ def parse_floats(text: str, flag: str) -> list[float]:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.75,1.0,1.25") from None
-
-
-def parse_size(text: Optional[str], flag: str) -> Optional[tuple[int, int]]:
-    """``"512x1024"`` -> (512, 1024); None -> None."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
-    if not match or min(int(match[1]), int(match[2])) < 1:
-        raise ConfigError(f"{flag} {text!r}: expected HxW in pixels, e.g. 512x512")
-    return int(match[1]), int(match[2])
 
 
 def pick_device(name: str) -> torch.device:
