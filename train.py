@@ -22,9 +22,9 @@ import yaml  # noqa: E402
 
 from drivseg.cli import parse_config  # noqa: E402
 from drivseg.data import get_source  # noqa: E402
+from drivseg.data.datamodule import SegmentationDataModule, resolve_root  # noqa: E402
 from drivseg.data.download import download_for  # noqa: E402
 from drivseg.data.taxonomy import apply_taxonomy  # noqa: E402
-from drivseg.data.datamodule import SegmentationDataModule, resolve_root  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.experiment import build_module, class_weights, normalization, run_name  # noqa: E402
 from drivseg.loggers import build_logger  # noqa: E402
@@ -62,11 +62,12 @@ def main(argv=None) -> int:
     logger = build_logger(cfg.logger, run_dir, name, cfg.wandb_project, cfg.wandb_entity)
     callbacks = [WandbValidationImages(dm.label_spec, mean, std, cfg.log_images)] if cfg.logger == "wandb" else []
     trainer = build_trainer(cfg, run_dir, logger, callbacks)
+    resolved = vars(cfg) | {"run_dir": str(run_dir)}
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(vars(cfg) | {"run_dir": str(run_dir)}, sort_keys=False))
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     if logger is not None:
-        logger.log_hyperparams(vars(cfg) | {"run_dir": str(run_dir)})
+        logger.log_hyperparams(resolved)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume)
