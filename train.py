@@ -4,33 +4,42 @@
     python train.py --arch pspnet --gpus 2           # SMP PSPNet, 2 GPUs, DDP
     python train.py --config configs/experiments/camvid_unet.yaml --data-root ../data/camvid
     python train.py --accelerator cpu --devices 2    # real DDP (gloo) on CPU
+    python train.py --max-time 20m --epochs 100      # a wall-clock budget: the LR reaches 0 at 20 min
 
-parse -> seed -> datamodule -> network + loss -> module -> logger -> trainer -> fit -> validate/test.
+parse -> seed -> run dir -> datamodule -> network + loss -> module -> logger -> trainer -> fit ->
+validate/test the best checkpoint -> results.json (+ history.csv, val_confusion.csv, report.html).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
+import albumentations as A  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import yaml  # noqa: E402
+from pytorch_lightning.utilities.exceptions import SIGTERMException  # noqa: E402
 
+from drivseg.budget import WallClockBudget  # noqa: E402
 from drivseg.cli import parse_config  # noqa: E402
 from drivseg.data import get_source  # noqa: E402
-from drivseg.data.datamodule import SegmentationDataModule, resolve_root  # noqa: E402
+from drivseg.data.datamodule import resolve_root  # noqa: E402
 from drivseg.data.download import download_for  # noqa: E402
 from drivseg.data.taxonomy import apply_taxonomy  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
-from drivseg.experiment import build_module, class_weights, normalization, run_name  # noqa: E402
+from drivseg.evaluation import write_confusion_csv  # noqa: E402
+from drivseg.experiment import build_datamodule, build_module, class_weights, normalization, run_name  # noqa: E402
+from drivseg.history import HistoryWriter  # noqa: E402
 from drivseg.loggers import build_logger  # noqa: E402
-from drivseg.results import iou_table, to_floats, write_results  # noqa: E402
-from drivseg.trainer import build_trainer  # noqa: E402
+from drivseg.performance import resolve_precision  # noqa: E402
+from drivseg.results import gather_skipped, iou_table, kill_other_processes, to_floats, write_results  # noqa: E402
+from drivseg.run_dir import prepare_run_dir, resume_command  # noqa: E402
+from drivseg.trainer import build_trainer, resolve_devices  # noqa: E402
 from drivseg.wandb_images import WandbValidationImages  # noqa: E402
+
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
 def main(argv=None) -> int:
@@ -48,44 +57,61 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         return check_dataset(source, root, out / f"{source.name}_class_histogram.png")
 
+    name = run_name(cfg)
+    run_dir = Path(cfg.output_dir or Path("runs") / name)
+    prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)  # before any work: never overwrite a run silently
     mean, std = normalization(cfg.encoder, cfg.encoder_weights)
-    dm = SegmentationDataModule(
-        source, root, cfg.batch_size, cfg.eval_batch_size, cfg.num_workers,
-        cfg.crop_size, cfg.image_scale, cfg.scale_range, mean, std,
-    )  # fmt: skip
+    dm = build_datamodule(cfg, source, root)
     dm.prepare_data()  # generate / check the data before any process or worker starts
     dm.setup()
     module = build_module(cfg, dm.label_spec, class_weights(cfg.class_weights, dm), mean, std)
 
-    name = run_name(cfg)
-    run_dir = Path(cfg.output_dir or Path("runs") / name)
+    precision, why = resolve_precision(cfg.precision, resolve_devices(cfg)[0])
     logger = build_logger(cfg.logger, run_dir, name, cfg.wandb_project, cfg.wandb_entity)
-    callbacks = [WandbValidationImages(dm.label_spec, mean, std, cfg.log_images)] if cfg.logger == "wandb" else []
-    trainer = build_trainer(cfg, run_dir, logger, callbacks)
-    resolved = vars(cfg) | {"run_dir": str(run_dir)}
+    callbacks = [HistoryWriter(run_dir / "history.csv")]
+    if cfg.logger == "wandb":
+        callbacks.append(WandbValidationImages(dm.label_spec, mean, std, cfg.log_images))
+    trainer = build_trainer(cfg, run_dir, logger, callbacks, precision, resume_command(argv))
+    resolved = vars(cfg) | {"run_dir": str(run_dir), "precision_resolved": precision}
     if trainer.is_global_zero:
+        print(f"precision {precision} ({why})")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        A.save(dm.train_pipeline(), str(run_dir / "augment.yaml"), data_format="yaml")
     if logger is not None:
         logger.log_hyperparams(resolved)
 
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume)
-    train_seconds = time.perf_counter() - start
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume, weights_only=True)
+    except SIGTERMException:
+        kill_other_processes(trainer)
+        return SIGTERM_EXIT_CODE
+    except BaseException:
+        kill_other_processes(trainer)  # the other DDP processes would wait for this one until the timeout
+        raise
+    budget = next(cb for cb in trainer.callbacks if isinstance(cb, WallClockBudget))
+    timing = budget.timing()
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    metrics = to_floats(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False)[0])
+    metrics = to_floats(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0])
+    val_matrix = module.last_matrices.get("val")
     if dm.has_test:
-        metrics |= to_floats(trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)[0])
+        metrics |= to_floats(trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0])
     elif trainer.is_global_zero:
         print(f"No test split under {root}: skipping the test stage.")
+    skipped = gather_skipped(module.skipped_samples)
     if trainer.is_global_zero:
         print(iou_table(metrics, dm.label_spec.class_names, "val"))
+        if val_matrix is not None:
+            write_confusion_csv(val_matrix.numpy(), dm.label_spec.class_names, run_dir / "val_confusion.csv")
         results = metrics | {
             "best_checkpoint": best or None,
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": timing["fit_seconds"],
+            "timing": timing,
+            "bad_samples": skipped,
+            "precision": precision,
             "run_dir": str(run_dir),
         }
         write_results(run_dir / "results.json", results)

@@ -33,7 +33,9 @@ def test_two_process_ddp_val_miou_equals_one_process(tiny_camvid, tmp_path) -> N
     module = load_module(results["best_checkpoint"])
     dm = SegmentationDataModule(CAMVID, tiny_camvid, batch_size=2, num_workers=0)
     dm.setup()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    # the same precision as the run (--precision auto picks bf16-mixed on CPUs with native bf16)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         precision=results["precision"])
     single = trainer.validate(module, datamodule=dm, verbose=False)[0]
     assert results["val/mIoU"] == pytest.approx(single["val/mIoU"], abs=1e-6)
     assert results["val/pixel_acc"] == pytest.approx(single["val/pixel_acc"], abs=1e-6)

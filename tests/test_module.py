@@ -196,18 +196,20 @@ def test_constant_schedule_after_warmup_and_none_without() -> None:
 
 def test_onecycle_warms_up_to_max_lr_then_anneals() -> None:
     lrs = _lrs("onecycle", total=100, warmup=10)
-    # OneCycle: start at max / 25, reach max at step warmup - 1, anneal by cosine to start / 1e4
+    # progress p = step / 100; cosine from max / 25 up to max over p < 0.1 (the warmup), then cosine
+    # down to max / 25 / 1e4 over the rest: the LR part of torch's OneCycleLR, on progress
     start, end = 0.1 / 25, 0.1 / 25 / 1e4
     assert lrs[0] == pytest.approx(start)
-    assert lrs[9] == pytest.approx(0.1)
-    assert lrs[54] == pytest.approx(end + (0.1 - end) / 2)  # half-way through the 90 annealing steps
-    assert lrs[99] == pytest.approx(end)
+    assert lrs[5] == pytest.approx(0.1 + (start - 0.1) * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lrs[10] == pytest.approx(0.1)
+    assert lrs[55] == pytest.approx(end + (0.1 - end) / 2)  # half-way through annealing (p = 0.55)
+    assert lrs[99] == pytest.approx(end + (0.1 - end) * 0.5 * (1 + math.cos(math.pi * 0.89 / 0.9)))
     assert max(lrs) == pytest.approx(0.1)
 
 
 def test_onecycle_without_warmup_peaks_at_30_percent() -> None:
     lrs = _lrs("onecycle", total=100, warmup=0)
-    assert int(np.argmax(lrs)) == 29
+    assert int(np.argmax(lrs)) == 30
 
 
 def test_unknown_scheduler_names_the_valid_ones() -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
 
 from drivseg.data import DATASETS
+from drivseg.data.dataset import BAD_SAMPLE_MODES
 from drivseg.data.taxonomy import TAXONOMIES
 from drivseg.errors import ConfigError
+from drivseg.data.transforms import augment_path
+from drivseg.durations import parse_cadence, parse_duration
 from drivseg.sizes import parse_size
 from drivseg.losses import LOSSES
 from drivseg.models import ARCHS
@@ -19,7 +21,7 @@ from drivseg.module import OPTIMIZERS, SCHEDULERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-PRECISIONS = ("32", "16-mixed", "bf16-mixed", "bf16-true", "64")
+PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed", "bf16-true", "64")
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 
 
@@ -48,6 +50,16 @@ def none_or_str(value: Any) -> Optional[str]:
     return None if value is None or str(value).lower() in ("none", "null", "") else str(value)
 
 
+def none_or_int(value: Any) -> Optional[int]:
+    text = none_or_str(value)
+    return None if text is None else int(text)
+
+
+def none_or_float(value: Any) -> Optional[float]:
+    text = none_or_str(value)
+    return None if text is None else float(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
@@ -73,12 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int)
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--num-workers", type=int)
+    g.add_argument("--augment", help="augmentation after scale/crop: none | light | default | strong | PATH.yaml")
+    g.add_argument("--bad-samples", choices=BAD_SAMPLE_MODES, help="unreadable files: error (end the run) | skip")
     g.add_argument("--check-data", action=argparse.BooleanOptionalAction, help="check the dataset and exit")
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=sorted(ARCHS), help="architecture")
     g.add_argument("--encoder", type=none_or_str, help="SMP encoder name or tu-<timm model>")
     g.add_argument("--encoder-weights", type=none_or_str, help="none | imagenet | PATH")
     g.add_argument("--aux-weight", type=float, help="weight of auxiliary losses")
+    g.add_argument("--channels-last", choices=("auto", "on", "off"), help="NHWC tensors for the network")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the network")
     g = p.add_argument_group("loss")
     g.add_argument("--loss", help=f"spec such as ce, ce+dice, ce:1.0,lovasz:0.5; losses: {', '.join(sorted(LOSSES))}")
     g.add_argument("--class-weights", help="none | median-freq | w0,w1,...")
@@ -91,10 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", choices=SCHEDULERS)
     g.add_argument("--warmup-epochs", type=float)
     g.add_argument("--epochs", type=int)
-    g.add_argument("--max-time", type=none_or_str, help="wall-clock training budget HH:MM:SS")
+    g.add_argument("--max-time", type=none_or_str, help="wall-clock budget of fit: HH:MM:SS, 20m, 2h (the LR schedule follows it)")
+    g.add_argument("--val-every", help="validate every N epochs, or every 5m; the last epoch always validates")
     g.add_argument("--grad-clip", type=float, help="gradient norm clip (0: off)")
     g.add_argument("--accumulate-grad-batches", type=int)
-    g.add_argument("--precision", choices=PRECISIONS)
+    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16-mixed where bf16 is native, else 32")
+    g.add_argument("--ema", type=none_or_float, help="EMA decay of the weights (e.g. 0.999); none: off")
+    g.add_argument("--swa-epochs", type=int, help="stochastic weight averaging over the last N epochs (0: off)")
+    g.add_argument("--swa-lr", type=none_or_float, help="SWA learning rate (default 0.05 * lr)")
     g = p.add_argument_group("hardware")
     g.add_argument("--gpus", type=int, help="N CUDA devices with DDP")
     g.add_argument("--accelerator", help="auto | cpu | gpu | mps")
@@ -109,11 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run-name", type=none_or_str)
     g.add_argument("--output-dir", type=none_or_str, help="run directory (default runs/<run-name>)")
     g.add_argument("--log-images", type=int, help="validation images sent to W&B per epoch")
+    g.add_argument("--log-checkpoint", action=argparse.BooleanOptionalAction,
+                   help="upload the best checkpoint to W&B as a model artifact")
+    g.add_argument("--wandb-group", type=none_or_str, help="W&B run group")
+    g.add_argument("--wandb-job-type", type=none_or_str, help="W&B job type")
+    g.add_argument("--log-every-n-steps", type=int)
+    g.add_argument("--report", action=argparse.BooleanOptionalAction, help="write RUN/report.html at the end")
     g = p.add_argument_group("run control")
-    g.add_argument("--resume", type=none_or_str, help="checkpoint to resume from")
+    g.add_argument("--resume", type=none_or_str, help="checkpoint to resume from (exact: RNG states and data position too)")
+    g.add_argument("--overwrite", action=argparse.BooleanOptionalAction,
+                   help="reuse a run directory that holds a run (deletes its checkpoints and results)")
+    g.add_argument("--save-every-epoch", action=argparse.BooleanOptionalAction,
+                   help="keep checkpoints/epoch-<N>.ckpt after every epoch")
+    g.add_argument("--checkpoint-every", type=none_or_str, help="also write last.ckpt this often inside epochs, e.g. 10m")
+    g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, help="deterministic algorithms")
+    g.add_argument("--detect-anomaly", action=argparse.BooleanOptionalAction, help="autograd anomaly detection")
+    g.add_argument("--ddp-timeout", type=none_or_str, help="fail a DDP collective that waits longer (e.g. 10m)")
     g.add_argument("--fast-dev-run", action=argparse.BooleanOptionalAction)
     g.add_argument("--limit-train-batches", type=float)
     g.add_argument("--limit-val-batches", type=float)
+    g = p.add_argument_group("cross-validation (set by cv.py)")
+    g.add_argument("--folds-file", type=none_or_str, help="folds.csv; with --fold K train on the other folds, validate on K")
+    g.add_argument("--fold", type=none_or_int, help="the held-out fold of --folds-file")
     return p
 
 
@@ -143,8 +180,13 @@ def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
     cfg.crop_size = crop_size(cfg.crop_size)
     cfg.config = None if cfg.config is None else str(cfg.config)
     cfg.precision = str(cfg.precision)
-    for key in ("data_root", "encoder", "encoder_weights", "max_time", "resume", "run_name", "output_dir"):
+    for key in ("data_root", "encoder", "encoder_weights", "max_time", "resume", "run_name", "output_dir",
+                "checkpoint_every", "ddp_timeout", "folds_file", "wandb_group", "wandb_job_type"):
         setattr(cfg, key, none_or_str(getattr(cfg, key)))
+    for key in ("ema", "swa_lr"):
+        setattr(cfg, key, none_or_float(getattr(cfg, key)))
+    cfg.fold = none_or_int(cfg.fold)
+    cfg.val_every = str(cfg.val_every)
     # argparse checks `choices` only for values given as flags, not for defaults from YAML
     for action in parser._actions:
         value = getattr(cfg, action.dest, None)
@@ -152,6 +194,14 @@ def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
             raise ConfigError(
                 f"{action.dest} {value!r} (from a config file) is unknown; valid: {', '.join(map(str, action.choices))}"
             )
-    if cfg.max_time is not None and not re.fullmatch(r"\d+:\d{2}:\d{2}", cfg.max_time):
-        raise ConfigError(f"--max-time {cfg.max_time!r}: expected HH:MM:SS, e.g. 00:30:00")
+    # durations and cadences fail here, before any data is read
+    for flag, value in (("--max-time", cfg.max_time), ("--checkpoint-every", cfg.checkpoint_every),
+                        ("--ddp-timeout", cfg.ddp_timeout)):
+        parse_duration(value, flag)
+    parse_cadence(cfg.val_every, "--val-every")
+    augment_path(cfg.augment)
+    if (cfg.folds_file is None) != (cfg.fold is None):
+        raise ConfigError("--folds-file and --fold go together (cv.py sets both for each fold)")
+    if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
+        raise ConfigError(f"--ema {cfg.ema}: expected a decay between 0 and 1, e.g. 0.999")
     return cfg

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from drivseg.data.datamodule import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataModule
 from drivseg.data.label_spec import LabelSpec
+from drivseg.data.source import DatasetSource
+from drivseg.data.transforms import load_augment
 from drivseg.errors import ConfigError
 from drivseg.losses import build_loss, median_frequency_weights
 from drivseg.models import build_model
 from drivseg.models.pretrained import OFFLINE_IMAGENET
 from drivseg.module import SegmentationModule
+from drivseg.performance import resolve_channels_last
 
 RUN_NAME_ENV = "DRIVSEG_RUN_NAME"
 
@@ -32,6 +36,19 @@ def normalization(encoder: Optional[str], encoder_weights: Optional[str]) -> tup
         if cfg is not None:
             return tuple(cfg.mean), tuple(cfg.std)
     return IMAGENET_MEAN, IMAGENET_STD
+
+
+def build_datamodule(cfg: argparse.Namespace, source: DatasetSource, root: Path) -> SegmentationDataModule:
+    """The loaders of ``cfg``; with ``--folds-file`` / ``--fold`` the train and val splits are those of the fold."""
+    split_pairs = None
+    if cfg.folds_file is not None:
+        from drivseg.folds import fold_split
+
+        split_pairs = fold_split(Path(cfg.folds_file), cfg.fold, source, root)
+    return SegmentationDataModule(
+        source, root, cfg.batch_size, cfg.eval_batch_size, cfg.num_workers, cfg.crop_size, cfg.image_scale,
+        cfg.scale_range, load_augment(cfg.augment), cfg.seed, cfg.bad_samples, split_pairs,
+    )  # fmt: skip
 
 
 def class_weights(spec: Optional[str], dm: SegmentationDataModule) -> Optional[torch.Tensor]:
@@ -83,6 +100,7 @@ def build_module(
         scheduler=cfg.scheduler,
         warmup_epochs=cfg.warmup_epochs,
         aux_weight=cfg.aux_weight,
+        channels_last=resolve_channels_last(cfg.channels_last, cfg.arch),
         model_config=model_config,
     )
 

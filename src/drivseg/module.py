@@ -12,14 +12,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics import MaxMetric
 
-from drivseg.metrics import StageMetrics
+from drivseg.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
+from drivseg.data.transforms import normalize
+from drivseg.errors import DrivsegError
+from drivseg.budget import WallClockBudget
+from drivseg.metrics import StageMetrics, confusion_scores
+from drivseg.schedule import SCHEDULERS, build_scheduler, step_progress
 
 OPTIMIZERS = {
     "adamw": lambda params, lr, wd, momentum: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
     "adam": lambda params, lr, wd, momentum: torch.optim.Adam(params, lr=lr, weight_decay=wd),
     "sgd": lambda params, lr, wd, momentum: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum, nesterov=True),
 }
-SCHEDULERS = ("poly", "cosine", "onecycle", "none")
+__all__ = ["SegmentationModule", "OPTIMIZERS", "SCHEDULERS", "build_scheduler", "split_outputs", "resize_logits"]
+
+
+class NonFiniteLossError(DrivsegError):
+    """The training loss became NaN or infinite (diverged, or a bad sample)."""
 
 
 def split_outputs(out: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -40,12 +49,16 @@ def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 class SegmentationModule(pl.LightningModule):
     """Trains any network mapping (B, 3, H, W) -> logits (B, C, H, W), optionally with aux heads.
 
+    Batches hold uint8 images (normalised here, on the device, with ``model_config``'s mean/std) or
+    images already normalised as floats, and uint8/int masks with 255 = ignore.
+
     Args:
         net: the network (see ``drivseg.models``).
         loss: callable ``(logits, target) -> scalar`` honouring ignore index 255.
         class_names: names of the C classes, used for per-class log keys.
         aux_weight: weight of each auxiliary (deep supervision) loss; aux outputs are ignored at
             inference.
+        channels_last: run the network on NHWC tensors (faster convolutions on CPUs for most CNNs).
         model_config: everything needed to rebuild ``net`` and its data pipeline from a checkpoint
             (architecture, encoder, dataset, normalisation...). Stored in the checkpoint.
     """
@@ -62,6 +75,7 @@ class SegmentationModule(pl.LightningModule):
         scheduler: str = "poly",
         warmup_epochs: float = 0.0,
         aux_weight: float = 0.4,
+        channels_last: bool = False,
         model_config: Optional[dict] = None,
     ) -> None:
         super().__init__()
@@ -73,28 +87,62 @@ class SegmentationModule(pl.LightningModule):
         self.val_metrics = StageMetrics(num_classes)
         self.test_metrics = StageMetrics(num_classes)
         self.val_miou_best = MaxMetric()
+        cfg = model_config or {}
+        # not persistent: they come from model_config, and checkpoints stay loadable without them
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.skipped_samples: list[tuple[str, str]] = []  # (file, reason) with --bad-samples skip
+        self.last_matrices: dict[str, torch.Tensor] = {}  # stage -> last epoch's confusion matrix
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Main logits only (aux heads are a training device)."""
+        """Main logits only (aux heads are a training device). ``images`` are normalised floats."""
         return split_outputs(self.net(images))[0]
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        images, masks = batch["image"], batch["mask"].long()  # (B, 3, H, W), (B, H, W)
+    def _inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        images = batch["image"]
+        if images.dtype == torch.uint8:
+            images = normalize(images, self.mean, self.std)  # (B, 3, H, W) float on the device
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, batch["mask"].long()  # (B, H, W)
+
+    def _note_skipped(self, batch: dict) -> None:
+        for name, reason in batch.get("skipped", []):
+            self.skipped_samples.append((name, reason))
+            print(f"skipped unreadable sample {name}: {reason}", flush=True)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Optional[torch.Tensor]:
+        self._note_skipped(batch)
+        if len(batch["image"]) == 0:
+            return None  # every sample of the batch was unreadable (--bad-samples skip)
+        images, masks = self._inputs(batch)
         main, aux = split_outputs(self.net(images))
         loss = self.loss(resize_logits(main, masks.shape[-2:]), masks)
         for a in aux:
             loss = loss + self.hparams.aux_weight * self.loss(resize_logits(a, masks.shape[-2:]), masks)
+        if not torch.isfinite(loss):
+            # stop before backward: the weights (and the last checkpoint) are still those of the last good step
+            names = ", ".join(batch.get("name", [])[:16])
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(batch {batch_idx}: {names}); lower --lr, add --grad-clip, check these files, or rerun "
+                "with --detect-anomaly to find the operation"
+            )
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
         return loss
 
-    def _eval_step(self, batch: dict, metrics: StageMetrics, stage: str) -> torch.Tensor:
-        images, masks = batch["image"], batch["mask"].long()
+    def _eval_step(self, batch: dict, metrics: StageMetrics, stage: str) -> Optional[torch.Tensor]:
+        self._note_skipped(batch)
+        if len(batch["image"]) == 0:
+            return None
+        images, masks = self._inputs(batch)
         logits = resize_logits(self(images), masks.shape[-2:])
         self.log(f"{stage}/loss", self.loss(logits, masks), sync_dist=True, batch_size=len(images))
         preds = logits.argmax(dim=1)
         metrics.update(preds, masks)
-        self.log(f"{stage}/mIoU", metrics.miou, prog_bar=True)
-        self.log(f"{stage}/pixel_acc", metrics.pixel_acc)
         return preds
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
@@ -103,20 +151,25 @@ class SegmentationModule(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         return {"preds": self._eval_step(batch, self.test_metrics, "test")}
 
-    def _log_per_class(self, metrics: StageMetrics, stage: str) -> None:
-        per_class = metrics.iou_per_class.compute()  # (C,), synced across processes
-        metrics.iou_per_class.reset()
-        for name, value in zip(self.class_names, per_class):
-            self.log(f"{stage}/IoU/{name}", value)
+    def _log_epoch(self, metrics: StageMetrics, stage: str) -> dict[str, torch.Tensor]:
+        matrix = metrics.matrix()  # synced across processes
+        metrics.reset()
+        self.last_matrices[stage] = matrix.cpu()
+        scores = confusion_scores(matrix)
+        self.log(f"{stage}/mIoU", scores["mIoU"], prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/pixel_acc", scores["pixel_acc"], sync_dist=True)
+        for name, value in zip(self.class_names, scores["iou"]):
+            self.log(f"{stage}/IoU/{name}", value, sync_dist=True)
+        return scores
 
     def on_validation_epoch_end(self) -> None:
+        scores = self._log_epoch(self.val_metrics, "val")
         if not self.trainer.sanity_checking:
-            self.val_miou_best(self.val_metrics.miou.compute())
+            self.val_miou_best(scores["mIoU"])
             self.log("val/mIoU_best", self.val_miou_best.compute())
-        self._log_per_class(self.val_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_per_class(self.test_metrics, "test")
+        self._log_epoch(self.test_metrics, "test")
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -127,33 +180,33 @@ class SegmentationModule(pl.LightningModule):
         no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim <= 1]
         groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = OPTIMIZERS[hp.optimizer](groups, hp.lr, hp.weight_decay, hp.momentum)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = max(1, self._stepping_batches())
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = int(hp.warmup_epochs * steps_per_epoch)
-        scheduler = build_scheduler(optimizer, hp.scheduler, total, warmup, hp.lr)
+        scheduler = build_scheduler(optimizer, hp.scheduler, total, warmup, hp.lr, self._progress(total))
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _stepping_batches(self) -> int:
+        """Optimizer steps of the whole run. With a datamodule they are counted from a loader object
+        without iterating it: Lightning's ``estimated_stepping_batches`` would create the train
+        iterator here, before a resumed run's epoch is restored, and its workers would start
+        prefetching the batches of the wrong epoch."""
+        trainer = self.trainer
+        dm = trainer.datamodule
+        if dm is None or trainer.max_steps != -1 or not trainer.max_epochs:
+            return int(trainer.estimated_stepping_batches)
+        batches = len(dm.train_dataloader())
+        limit = trainer.limit_train_batches
+        batches = min(batches, int(limit)) if isinstance(limit, int) else int(batches * limit)
+        return math.ceil(max(1, batches) / trainer.accumulate_grad_batches) * trainer.max_epochs
 
-def build_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int, max_lr: float):
-    """Per-step LR schedule with linear warmup; ``None`` for a constant LR without warmup."""
-    if name == "onecycle":
-        pct = warmup_steps / total_steps if warmup_steps else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; valid: {SCHEDULERS}")
-    if name == "none" and not warmup_steps:
-        return None
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if name == "poly":
-            return (1 - t) ** 0.9
-        if name == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * t))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def _progress(self, total_steps: int):
+        """Steps over the epochs' steps or, with a wall-clock budget, whichever of that and the
+        budget's used fraction is further (``--epochs`` then only caps the run)."""
+        by_steps = step_progress(total_steps)
+        budget = next((cb for cb in self.trainer.callbacks if isinstance(cb, WallClockBudget) and cb.seconds), None)
+        if budget is None:
+            return by_steps
+        return lambda step: max(by_steps(step), budget.fraction())

@@ -31,3 +31,32 @@ def write_results(path: Path, results: Mapping) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def gather_skipped(skipped: Sequence[tuple[str, str]]) -> dict:
+    """Unreadable samples skipped by every process (``--bad-samples skip``): count and files.
+
+    A file skipped in several epochs (or by train and val) is counted once.
+    """
+    import torch.distributed as dist
+
+    local = [list(s) for s in skipped]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        everyone: list = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, local)
+        local = [s for part in everyone for s in part]
+    reasons = dict((name, reason) for name, reason in local)
+    return {"count": len(reasons), "files": sorted(reasons), "reasons": reasons}
+
+
+def kill_other_processes(trainer) -> None:
+    """When this process fails under DDP, end the processes it launched: they would otherwise wait in
+    a collective for it until the DDP timeout. (Lightning already ends everyone when a launched
+    process fails; this covers the launching process itself.)"""
+    import signal
+
+    from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _SubprocessScriptLauncher) and launcher.procs:
+        launcher.kill(signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.strategies import DDPStrategy
 
+from drivseg.budget import ValidationCadence, WallClockBudget
+from drivseg.checkpointing import AtomicCheckpointIO, RngState, RunCheckpoints
+from drivseg.durations import parse_cadence, parse_duration
 from drivseg.errors import ConfigError
 
 BEST_CHECKPOINT = "best"
@@ -38,47 +43,72 @@ def use_sync_batchnorm(accelerator: str, processes: int) -> bool:
     return processes > 1 and on_cuda
 
 
-def max_time(text: Optional[str]) -> Optional[str]:
-    """``HH:MM:SS`` -> Lightning's ``DD:HH:MM:SS``."""
-    if text is None:
-        return None
-    h, m, s = (int(x) for x in text.split(":"))
-    return f"{h // 24:02d}:{h % 24:02d}:{m:02d}:{s:02d}"
+def build_strategy(name: str, timeout_seconds: Optional[float]):
+    """``ddp`` with a bounded collective timeout: if a process dies where Lightning cannot notice,
+    the others fail after this long instead of torch's default 30 minutes."""
+    if name == "ddp":
+        return DDPStrategy(timeout=timedelta(seconds=timeout_seconds or 1800))
+    return name
 
 
-def build_trainer(cfg: argparse.Namespace, run_dir: Path, logger: Optional[Logger], callbacks: list) -> pl.Trainer:
-    """Trainer with best-by-val/mIoU and last checkpoints under ``run_dir/checkpoints``."""
-    accelerator, devices, strategy = resolve_devices(cfg)
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+def build_callbacks(cfg: argparse.Namespace, run_dir: Path, resume_hint: str = "") -> list[pl.Callback]:
+    """Budget (first: the others read its stop), validation cadence, checkpoints, RNG states."""
+    checkpoints = run_dir / "checkpoints"
+    best = ModelCheckpoint(
+        dirpath=checkpoints,
         filename=BEST_CHECKPOINT,
         monitor="val/mIoU",
         mode="max",
-        save_last=True,
+        save_last=False,
         auto_insert_metric_name=False,
+        enable_version_counter=False,  # resuming into the same folder keeps one best.ckpt
     )
-    callbacks = [checkpoint, *callbacks]
+    return [
+        WallClockBudget(parse_duration(cfg.max_time, "--max-time")),
+        ValidationCadence(parse_cadence(cfg.val_every, "--val-every")),
+        best,
+        RunCheckpoints(checkpoints, cfg.save_every_epoch, parse_duration(cfg.checkpoint_every, "--checkpoint-every"),
+                       resume_hint),
+        RngState(),
+    ]
+
+
+def build_trainer(
+    cfg: argparse.Namespace,
+    run_dir: Path,
+    logger: Optional[Logger],
+    callbacks: list,
+    precision: Optional[str] = None,
+    resume_hint: str = "",
+) -> pl.Trainer:
+    """Trainer with best-by-val/mIoU, last and per-epoch checkpoints under ``run_dir/checkpoints``."""
+    accelerator, devices, strategy = resolve_devices(cfg)
+    callbacks = [*build_callbacks(cfg, run_dir, resume_hint), *callbacks]
     if logger is not None:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     return pl.Trainer(
         accelerator=accelerator,
         devices=devices,
-        strategy=strategy,
+        strategy=build_strategy(strategy, parse_duration(cfg.ddp_timeout, "--ddp-timeout")),
         num_nodes=cfg.num_nodes,
         sync_batchnorm=use_sync_batchnorm(accelerator, devices * cfg.num_nodes),
-        precision=cfg.precision,
+        precision=precision or cfg.precision,
         max_epochs=cfg.epochs,
-        max_time=max_time(cfg.max_time),
         gradient_clip_val=cfg.grad_clip or None,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         logger=logger if logger is not None else False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
         fast_dev_run=cfg.fast_dev_run,
         limit_train_batches=_limit(cfg.limit_train_batches),
         limit_val_batches=_limit(cfg.limit_val_batches),
-        deterministic=False,
-        log_every_n_steps=5,
+        deterministic=bool(cfg.deterministic),
+        detect_anomaly=bool(cfg.detect_anomaly),
+        # the train sampler splits the data across processes itself (seeded by epoch, resumable)
+        use_distributed_sampler=False,
+        enable_checkpointing=True,
+        log_every_n_steps=cfg.log_every_n_steps,
         num_sanity_val_steps=0,
     )
 

@@ -21,7 +21,7 @@ class WandbValidationImages(pl.Callback):
         self._batch = None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx == 0 and trainer.is_global_zero and not trainer.sanity_checking:
+        if batch_idx == 0 and trainer.is_global_zero and not trainer.sanity_checking and outputs["preds"] is not None:
             n = self.num_images
             self._batch = (batch["image"][:n].cpu(), batch["mask"][:n].cpu(), outputs["preds"][:n].cpu())
 
@@ -35,8 +35,9 @@ class WandbValidationImages(pl.Callback):
         logged = []
         for image, mask, pred in zip(images, masks, preds):
             # eval with --image-scale resizes inputs only: show the image at the label resolution
-            image = F.interpolate(image[None].float(), size=mask.shape[-2:], mode="bilinear")[0]
-            rgb = ((image * self.std + self.mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+            unit = image.float() / 255 if image.dtype == torch.uint8 else image.float() * self.std + self.mean
+            unit = F.interpolate(unit[None], size=mask.shape[-2:], mode="bilinear")[0]
+            rgb = (unit.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             logged.append(
                 wandb.Image(
                     rgb,

@@ -1,18 +1,20 @@
 """Albumentations pipelines keep image and mask aligned, masks nearest-neighbour and padded with
-255, eval scaling touches the image only; ``pad_collate`` pads images with 0 and masks with 255."""
+255, eval scaling touches the image only; ``--augment`` pipelines load from YAML and are refused when
+they would blend masks; ``pad_collate`` pads images with 0 and masks with 255."""
 
 from __future__ import annotations
 
+import albumentations as A
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from drivseg.data.dataset import pad_collate
 from drivseg.data.label_spec import IGNORE_INDEX
-from drivseg.data.transforms import eval_transform, train_transform
+from drivseg.data.transforms import augment_names, eval_transform, load_augment, normalize, train_transform
+from drivseg.errors import ConfigError
 
-# mean 0 / std 1: the transformed image is the RGB image / 255, so colours can be decoded back
-IDENTITY = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
 # each class has its own colour; void is black, the colour the crop padding fills images with
 PALETTE = {0: (255, 0, 0), 1: (0, 255, 0), 2: (0, 0, 255), 3: (255, 255, 255), IGNORE_INDEX: (0, 0, 0)}
 H, W, BLOCK = 64, 96, 8
@@ -35,10 +37,10 @@ def _colour_coded(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode(image: torch.Tensor) -> np.ndarray:
-    """(3, h, w) image in [0, 1] -> (h, w) class of the nearest palette colour."""
+    """(3, h, w) uint8 image -> (h, w) class of the nearest palette colour."""
     values = np.array(list(PALETTE))
-    colours = np.array(list(PALETTE.values()), dtype=float) / 255  # (K, 3)
-    pixels = image.permute(1, 2, 0).numpy()[..., None, :]  # (h, w, 1, 3)
+    colours = np.array(list(PALETTE.values()), dtype=float)  # (K, 3)
+    pixels = image.permute(1, 2, 0).numpy().astype(float)[..., None, :]  # (h, w, 1, 3)
     return values[np.argmin(((pixels - colours) ** 2).sum(-1), axis=-1)]
 
 
@@ -59,9 +61,8 @@ def _interior(mask: np.ndarray, radius: int = 2) -> np.ndarray:
 
 @pytest.mark.parametrize("image_scale", [1.0, 0.5])
 def test_train_transform_keeps_image_and_mask_aligned(image_scale: float) -> None:
-    transform = train_transform(
-        **IDENTITY, crop_size=(48, 64), image_scale=image_scale, scale_range=(0.75, 1.5), color_jitter=0
-    )
+    transform = train_transform(crop_size=(48, 64), image_scale=image_scale, scale_range=(0.75, 1.5),
+                                augment=load_augment("light"))
     checked = 0
     for seed in range(12):
         transform.set_random_seed(seed)
@@ -69,6 +70,7 @@ def test_train_transform_keeps_image_and_mask_aligned(image_scale: float) -> Non
         out = transform(image=image, mask=mask)
         out_image, out_mask = out["image"], np.asarray(out["mask"])
         assert out_image.shape == (3, 48, 64) and out_mask.shape == (48, 64)
+        assert out_image.dtype == torch.uint8  # normalised later, on the device
 
         inside = _interior(out_mask)
         assert np.array_equal(_decode(out_image)[inside], out_mask[inside]), f"misaligned at seed {seed}"
@@ -78,7 +80,7 @@ def test_train_transform_keeps_image_and_mask_aligned(image_scale: float) -> Non
 
 def test_train_transform_resizes_masks_nearest_and_pads_with_255() -> None:
     # sparse label values: any linear blending of 0, 7 and 19 would create new values
-    transform = train_transform(**IDENTITY, crop_size=(80, 120), scale_range=(0.6, 1.4), color_jitter=0)
+    transform = train_transform(crop_size=(80, 120), scale_range=(0.6, 1.4), augment=load_augment("strong"))
     seen: set[int] = set()
     for seed in range(10):
         transform.set_random_seed(seed)
@@ -93,10 +95,7 @@ def test_train_transform_resizes_masks_nearest_and_pads_with_255() -> None:
 def test_train_scale_is_image_scale_times_jitter(image_scale: float, scale_range: tuple) -> None:
     # 64x96 scaled by 0.5 is 32x48 = 1536 labelled pixels; the 48x64 crop pads the remaining
     # 3072 - 1536 with 255 in the mask and black in the image
-    transform = train_transform(
-        **IDENTITY, crop_size=(48, 64), image_scale=image_scale, scale_range=scale_range, hflip=False,
-        color_jitter=0,
-    )
+    transform = train_transform(crop_size=(48, 64), image_scale=image_scale, scale_range=scale_range)
     image, mask = _colour_coded(seed=0)
     mask[mask == IGNORE_INDEX] = 1  # no void in the source: every 255 comes from padding
     image[mask == 1] = PALETTE[1]
@@ -108,7 +107,7 @@ def test_train_scale_is_image_scale_times_jitter(image_scale: float, scale_range
 
 
 def test_train_transform_without_crop_scales_both_by_image_scale() -> None:
-    transform = train_transform(**IDENTITY, image_scale=0.5, color_jitter=0)
+    transform = train_transform(image_scale=0.5)
     transform.set_random_seed(0)
     image, mask = _colour_coded(seed=3)
     out = transform(image=image, mask=mask)
@@ -120,7 +119,7 @@ def test_train_transform_without_crop_scales_both_by_image_scale() -> None:
 
 
 def test_colour_jitter_leaves_the_mask_alone() -> None:
-    transform = train_transform(**IDENTITY, hflip=False, color_jitter=0.4)
+    transform = train_transform(augment=A.Compose([A.ColorJitter(0.4, 0.4, 0.4, 0.02, p=1.0)]))
     image, mask = _colour_coded(seed=4)
     for seed in range(5):
         transform.set_random_seed(seed)
@@ -130,23 +129,63 @@ def test_colour_jitter_leaves_the_mask_alone() -> None:
 # ---------------------------------------------------------------- eval transform
 
 
-def test_eval_transform_normalises_with_mean_and_std() -> None:
-    transform = eval_transform(mean=(0.5, 0.25, 0.0), std=(0.25, 0.5, 2.0))
-    image = np.full((2, 3, 3), 255, dtype=np.uint8)
-    out = transform(image=image, mask=np.zeros((2, 3), np.uint8))
+def test_normalize_on_the_device_uses_mean_and_std() -> None:
+    out = eval_transform()(image=np.full((2, 3, 3), 255, dtype=np.uint8), mask=np.zeros((2, 3), np.uint8))
+    assert out["image"].dtype == torch.uint8
+    mean = torch.tensor([0.5, 0.25, 0.0]).view(1, 3, 1, 1)
+    std = torch.tensor([0.25, 0.5, 2.0]).view(1, 3, 1, 1)
     # (1 - 0.5) / 0.25 = 2, (1 - 0.25) / 0.5 = 1.5, (1 - 0) / 2 = 0.5
-    assert out["image"][:, 0, 0].tolist() == pytest.approx([2.0, 1.5, 0.5])
+    assert normalize(out["image"][None], mean, std)[0, :, 0, 0].tolist() == pytest.approx([2.0, 1.5, 0.5])
 
 
 def test_eval_image_scale_halves_the_image_and_keeps_the_mask() -> None:
     image, mask = _colour_coded(seed=5)
-    out = eval_transform(**IDENTITY, image_scale=0.5)(image=image, mask=mask)
+    out = eval_transform(image_scale=0.5)(image=image, mask=mask)
     assert out["image"].shape == (3, 32, 48)
     assert np.array_equal(np.asarray(out["mask"]), mask)
     # the halved image still shows the same blocks, now 4x4 pixels each
     small = mask[::2, ::2]
     inside = _interior(small, radius=1)
     assert np.array_equal(_decode(out["image"])[inside], small[inside])
+
+
+# ---------------------------------------------------------------- --augment pipelines
+
+
+def test_named_augment_pipelines_load_and_default_is_flip_plus_colour_jitter() -> None:
+    assert {"none", "light", "default", "strong"} <= set(augment_names())
+    ops = [type(t).__name__ for t in load_augment("default").transforms]
+    assert ops == ["HorizontalFlip", "ColorJitter"]
+    assert load_augment("none").transforms == []
+
+
+def test_augment_from_a_yaml_path_round_trips(tmp_path) -> None:
+    path = tmp_path / "mine.yaml"
+    A.save(A.Compose([A.VerticalFlip(p=1.0)]), str(path), data_format="yaml")
+    image, mask = _colour_coded(seed=6)
+    out = train_transform(augment=load_augment(str(path)))(image=image, mask=mask)
+    assert np.array_equal(np.asarray(out["mask"]), mask[::-1])
+    assert np.array_equal(out["image"].permute(1, 2, 0).numpy(), image[::-1])
+
+
+@pytest.mark.parametrize(
+    "op, field",
+    [
+        (A.Affine(rotate=10, mask_interpolation=cv2.INTER_LINEAR, fill_mask=IGNORE_INDEX), "mask_interpolation"),
+        (A.Affine(rotate=10, mask_interpolation=cv2.INTER_NEAREST, fill_mask=0), "fill_mask"),
+        (A.Resize(32, 48, mask_interpolation=cv2.INTER_CUBIC), "mask_interpolation"),
+    ],
+)
+def test_augment_that_would_blend_or_fill_masks_is_refused_naming_the_op(tmp_path, op, field) -> None:
+    path = tmp_path / "bad.yaml"
+    A.save(A.Compose([A.HorizontalFlip(), op]), str(path), data_format="yaml")
+    with pytest.raises(ConfigError, match=f"{type(op).__name__}.*{field}"):
+        load_augment(str(path))
+
+
+def test_unknown_augment_name_lists_the_named_ones() -> None:
+    with pytest.raises(ConfigError, match="default.*light"):
+        load_augment("heavy")
 
 
 # ---------------------------------------------------------------- pad_collate
@@ -165,7 +204,17 @@ def test_pad_collate_pads_images_with_zero_and_masks_with_255() -> None:
     # sample b: content top-left, two padded columns on the right
     assert torch.all(batch["image"][1, :, :, :3] == 2) and torch.all(batch["image"][1, :, :, 3:] == 0)
     assert torch.all(batch["mask"][1, :, :3] == 2) and torch.all(batch["mask"][1, :, 3:] == IGNORE_INDEX)
-    assert batch["mask"].dtype == torch.long
+    assert batch["mask"].dtype == torch.long and batch["skipped"] == []
+
+
+def test_pad_collate_drops_unreadable_samples_and_lists_them() -> None:
+    good = {"image": torch.zeros(3, 2, 2, dtype=torch.uint8), "mask": torch.zeros(2, 2, dtype=torch.uint8), "name": "a"}
+    bad = {"skipped": "b.png", "error": "image b.png cannot be read"}
+    batch = pad_collate([good, bad])
+    assert batch["name"] == ["a"] and batch["image"].shape == (1, 3, 2, 2)
+    assert batch["skipped"] == [("b.png", "image b.png cannot be read")]
+    empty = pad_collate([bad])
+    assert empty["image"].shape[0] == 0 and empty["skipped"] == [("b.png", "image b.png cannot be read")]
 
 
 def test_pad_collate_pads_images_and_masks_to_their_own_sizes() -> None:

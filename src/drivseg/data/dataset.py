@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Optional, Sequence
+import random
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,14 +15,33 @@ from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.data.source import DatasetSource, Pair, read_rgb_image
 from drivseg.errors import DataError
 
+BAD_SAMPLE_MODES = ("error", "skip")
+
 
 class SegmentationDataset(Dataset):
-    """Reads a pair, maps raw mask values to train ids through the label spec, transforms both."""
+    """Reads a pair, maps raw mask values to train ids through the label spec, transforms both.
 
-    def __init__(self, pairs: Sequence[Pair], source: DatasetSource, transform: Optional[Callable] = None):
+    Args:
+        pairs: (image, mask) files.
+        source: the dataset's layout and label spec.
+        transform: an albumentations pipeline (image and mask together) ending in ``ToTensorV2``.
+        bad_samples: ``error`` (a file that cannot be read ends the run, naming it) or ``skip`` (the
+            sample comes back as ``{"skipped": name, "error": message}`` and ``pad_collate`` drops it).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        source: DatasetSource,
+        transform: Optional[Callable] = None,
+        bad_samples: str = "error",
+    ):
+        if bad_samples not in BAD_SAMPLE_MODES:
+            raise ValueError(f"bad_samples {bad_samples!r}: expected one of {BAD_SAMPLE_MODES}")
         self.pairs = list(pairs)
         self.source = source
         self.transform = transform
+        self.bad_samples = bad_samples
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -43,16 +62,31 @@ class SegmentationDataset(Dataset):
             raise DataError(f"mask {mask_path} {err}; is --data {self.source.name} the right dataset?") from None
         return image, mask
 
-    def __getitem__(self, index: int) -> dict:
-        image, mask = self.load(index)
+    def __getitem__(self, item: Union[int, tuple[int, int]]) -> dict:
+        """``item`` is an index, or (index, seed) from ``EpochShuffleSampler``: the seed fixes this
+        sample's augmentation whichever worker process loads it."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        try:
+            image, mask = self.load(index)
+        except DataError as err:
+            if self.bad_samples == "error":
+                raise
+            return {"skipped": self.pairs[index][0].name, "error": str(err)}
         if self.transform is not None:
+            if seed is not None and hasattr(self.transform, "set_random_state"):
+                self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         else:
-            image = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+            image = torch.from_numpy(image).permute(2, 0, 1)
             mask = torch.from_numpy(mask)
-        # uint8 masks: 8x less to pass from workers than int64; the module widens them
-        return {"image": image, "mask": torch.as_tensor(mask).to(torch.uint8), "name": self.pairs[index][0].name}
+        # uint8 images and masks: 4x / 8x less to pass from workers than float32 / int64; the
+        # module normalises images and widens masks on the device
+        return {
+            "image": torch.as_tensor(image).to(torch.uint8),
+            "mask": torch.as_tensor(mask).to(torch.uint8),
+            "name": self.pairs[index][0].name,
+        }
 
 
 def check_sizes(pairs: Sequence[Pair]) -> None:
@@ -67,7 +101,16 @@ def check_sizes(pairs: Sequence[Pair]) -> None:
 
 
 def pad_collate(samples: list[dict]) -> dict:
-    """Stack samples, padding different sizes to the largest (images with 0, masks with 255)."""
+    """Stack samples, padding different sizes to the largest (images with 0, masks with 255).
+
+    Samples skipped as unreadable (``--bad-samples skip``) are left out and listed under
+    ``"skipped"`` as (file name, reason); a batch may then hold no image at all.
+    """
+    skipped = [(s["skipped"], s["error"]) for s in samples if "skipped" in s]
+    samples = [s for s in samples if "skipped" not in s]
+    if not samples:
+        return {"image": torch.zeros(0, 3, 1, 1, dtype=torch.uint8), "mask": torch.zeros(0, 1, 1, dtype=torch.uint8),
+                "name": [], "skipped": skipped}
     h = max(s["image"].shape[-2] for s in samples)
     w = max(s["image"].shape[-1] for s in samples)
     mh = max(s["mask"].shape[-2] for s in samples)
@@ -77,7 +120,8 @@ def pad_collate(samples: list[dict]) -> dict:
         return F.pad(t, (0, tw - t.shape[-1], 0, th - t.shape[-2]), value=value)
 
     return {
-        "image": torch.stack([pad(s["image"], h, w, 0.0) for s in samples]),
+        "image": torch.stack([pad(s["image"], h, w, 0) for s in samples]),
         "mask": torch.stack([pad(s["mask"], mh, mw, IGNORE_INDEX) for s in samples]),
         "name": [s["name"] for s in samples],
+        "skipped": skipped,
     }

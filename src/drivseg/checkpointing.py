@@ -1,0 +1,135 @@
+"""Checkpoints that survive crashes: atomic writes, ``last.ckpt`` on a clock and on SIGTERM,
+per-epoch snapshots, and the RNG states needed for a bit-exact resume.
+
+- ``AtomicCheckpointIO`` writes ``X.ckpt`` to a temporary file in the same folder, flushes it to
+  disk and renames it over ``X.ckpt``: a crash or kill during a save leaves the previous checkpoint
+  intact (a rename within one file system is atomic).
+- ``RunCheckpoints`` writes ``last.ckpt`` after every epoch, every ``--checkpoint-every`` of wall
+  clock inside long epochs, when a budget stops the run mid-epoch and when the process receives
+  SIGTERM (what preemptible machines send before killing it); with ``--save-every-epoch`` it also
+  keeps ``epoch-<N>.ckpt`` (N = epochs completed).
+- ``RngState`` stores the torch, numpy and Python RNG states in every checkpoint and restores them
+  on resume (dropout and anything else drawing from the global generators continues the same
+  stream; the data order has its own seeds, see ``drivseg.data.sampling``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to ``.X.ckpt.tmp-<pid>``, fsync, then rename over ``X.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():  # the save failed half-way: drop the partial file, keep the old checkpoint
+                tmp.unlink()
+
+
+class RunCheckpoints(pl.Callback):
+    """``last.ckpt`` (epoch ends, a wall-clock interval, a budget stop, SIGTERM) and ``epoch-N.ckpt``.
+
+    Args:
+        dirpath: the run's ``checkpoints/`` folder.
+        save_every_epoch: also keep ``epoch-<N>.ckpt`` after every epoch.
+        every_seconds: write ``last.ckpt`` at the first step this long after the previous write.
+        resume_hint: the command that resumes this run, printed after a SIGTERM save.
+    """
+
+    def __init__(
+        self,
+        dirpath: Path,
+        save_every_epoch: bool = False,
+        every_seconds: Optional[float] = None,
+        resume_hint: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dirpath = Path(dirpath)
+        self.save_every_epoch = save_every_epoch
+        self.every_seconds = every_seconds
+        self.resume_hint = resume_hint
+        self.clock = clock
+        self._last_save = clock()
+        self._saved_mid_epoch = False
+
+    @property
+    def last_path(self) -> Path:
+        return self.dirpath / LAST
+
+    def save(self, trainer: pl.Trainer, path: Path) -> None:
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: resumable
+        self._last_save = self.clock()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "batches_done"):  # ResumableLoader: where a mid-epoch checkpoint resumes
+            loader.batches_done = batch_idx + 1
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if self.every_seconds and self.clock() - self._last_save >= self.every_seconds and not last_batch:
+            self.save(trainer, self.last_path)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # a budget stop mid-epoch: save here, after the final validation (so the checkpoint knows the
+        # best score) and before the epoch is closed (so a resume finishes this epoch's batches)
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if trainer.state.fn == "fit" and trainer.should_stop and not epoch_loop.batch_progress.is_last_batch:
+            self.save(trainer, self.last_path)
+            self._saved_mid_epoch = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._saved_mid_epoch:
+            return
+        self.save(trainer, self.last_path)
+        if self.save_every_epoch:
+            self.save(trainer, self.dirpath / f"epoch-{trainer.current_epoch + 1}.ckpt")
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.save(trainer, self.last_path)
+            rank_zero_info(
+                f"Received SIGTERM: saved {self.last_path}. Resume with:\n  {self.resume_hint} --resume {self.last_path}"
+            )
+
+
+class RngState(pl.Callback):
+    """Saves the global torch / numpy / Python RNG states in checkpoints and restores them on resume."""
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+        p = state["python"]
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
