@@ -32,7 +32,7 @@ from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.evaluation import write_confusion_csv  # noqa: E402
 from drivseg.experiment import build_datamodule, build_module, class_weights, normalization, run_name  # noqa: E402
 from drivseg.history import HistoryWriter  # noqa: E402
-from drivseg.loggers import build_logger  # noqa: E402
+from drivseg.loggers import build_logger, finish_wandb  # noqa: E402
 from drivseg.performance import resolve_precision  # noqa: E402
 from drivseg.results import gather_skipped, iou_table, kill_other_processes, to_floats, write_results  # noqa: E402
 from drivseg.run_dir import prepare_run_dir, resume_command  # noqa: E402
@@ -43,6 +43,14 @@ SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process end
 
 
 def main(argv=None) -> int:
+    """Train one run; the W&B run it opens is finished however it ends (several runs may share a process)."""
+    try:
+        return train(argv)
+    finally:
+        finish_wandb()
+
+
+def train(argv=None) -> int:
     cfg = parse_config(argv)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     source = get_source(cfg.data, cfg.data_root)
@@ -67,7 +75,8 @@ def main(argv=None) -> int:
     module = build_module(cfg, dm.label_spec, class_weights(cfg.class_weights, dm), mean, std)
 
     precision, why = resolve_precision(cfg.precision, resolve_devices(cfg)[0])
-    logger = build_logger(cfg.logger, run_dir, name, cfg.wandb_project, cfg.wandb_entity)
+    logger = build_logger(cfg.logger, run_dir, name, cfg.wandb_project, cfg.wandb_entity, cfg.wandb_group,
+                          cfg.wandb_job_type)
     callbacks = [HistoryWriter(run_dir / "history.csv")]
     if cfg.logger == "wandb":
         callbacks.append(WandbValidationImages(dm.label_spec, mean, std, cfg.log_images))

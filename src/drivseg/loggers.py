@@ -30,8 +30,20 @@ def wandb_mode() -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
-def build_logger(kind: str, run_dir: Path, run_name: str, project: str, entity: Optional[str]) -> Optional[Logger]:
-    """The logger named by ``--logger``; ``none`` -> None. Files go under the run directory."""
+def build_logger(
+    kind: str,
+    run_dir: Path,
+    run_name: str,
+    project: str,
+    entity: Optional[str],
+    group: Optional[str] = None,
+    job_type: Optional[str] = None,
+) -> Optional[Logger]:
+    """The logger named by ``--logger``; ``none`` -> None. Files go under the run directory.
+
+    ``group`` / ``job_type`` (W&B only) put the runs of one experiment together, e.g. the folds of a
+    cross-validation (group = experiment, job type = fold-K).
+    """
     if kind == "none":
         return None
     if kind == "csv":
@@ -46,4 +58,42 @@ def build_logger(kind: str, run_dir: Path, run_name: str, project: str, entity: 
             f"W&B: no credentials found (WANDB_API_KEY or `wandb login`), logging offline to {run_dir}/wandb; "
             f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`"
         )
-    return WandbLogger(name=run_name, project=project, entity=entity, save_dir=str(run_dir), mode=mode)
+    return WandbLogger(name=run_name, project=project, entity=entity, save_dir=str(run_dir), mode=mode,
+                       group=group, job_type=job_type)
+
+
+def finish_wandb() -> None:
+    """Finish the W&B run this process has open, if any.
+
+    Every training run in a process (cv.py's folds, sweep.py's trials) must end its W&B run before
+    the next starts: W&B otherwise keeps logging into the first run and drops the second run's
+    metrics ("Step must only increase"). ``train.main`` calls this when it returns or fails.
+    """
+    import sys
+
+    if "wandb" not in sys.modules:  # never imported: no run can be open
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def log_summary_run(
+    run_dir: Path,
+    name: str,
+    project: str,
+    entity: Optional[str],
+    summary: dict,
+    group: Optional[str] = None,
+    job_type: str = "summary",
+    config: Optional[dict] = None,
+) -> None:
+    """One W&B run holding only summary values (e.g. the OOF scores of a CV experiment), finished at once."""
+    import wandb
+
+    finish_wandb()
+    run = wandb.init(project=project, entity=entity, name=name, group=group, job_type=job_type,
+                     dir=str(run_dir), mode=wandb_mode(), config=config or {}, reinit="finish_previous")
+    run.summary.update(summary)
+    run.finish()
