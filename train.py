@@ -63,7 +63,7 @@ def train(argv=None) -> int:
 
         out = Path(cfg.output_dir or ".")
         out.mkdir(parents=True, exist_ok=True)
-        return check_dataset(source, root, out / f"{source.name}_class_histogram.png")
+        return check_dataset(source, root, out / f"{source.name}_class_histogram.png", num_workers=cfg.num_workers)
 
     name = run_name(cfg)
     run_dir = Path(cfg.output_dir or Path("runs") / name)

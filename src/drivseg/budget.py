@@ -25,17 +25,22 @@ from drivseg.durations import Cadence
 NEVER = 10**9
 
 
+def now() -> float:
+    """The clock budgets and cadences read (monotonic seconds); tests replace it with a fake clock."""
+    return time.monotonic()
+
+
 class WallClockBudget(pl.Callback):
     """Measures fit time (and its train / data / val split), ends training when ``seconds`` are used.
 
     Args:
         seconds: the budget; None: no budget (times are still measured for ``results.json``).
-        clock: seconds as a float; injectable so tests can run a budget on a fake clock.
+        clock: seconds as a float (default: ``now``, which tests can replace with a fake clock).
     """
 
-    def __init__(self, seconds: Optional[float], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, seconds: Optional[float], clock: Optional[Callable[[], float]] = None) -> None:
         self.seconds = seconds
-        self.clock = clock
+        self.clock = clock or (lambda: now())
         self.elapsed = 0.0  # fit seconds used, including those of earlier (resumed) runs
         self.split = {"train_seconds": 0.0, "data_seconds": 0.0, "val_seconds": 0.0}
         self.stopped_by_budget = False
@@ -129,9 +134,9 @@ class ValidationCadence(pl.Callback):
     callback list, so a budget stop at this step is seen.
     """
 
-    def __init__(self, cadence: Cadence, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cadence: Cadence, clock: Optional[Callable[[], float]] = None) -> None:
         self.cadence = cadence
-        self.clock = clock
+        self.clock = clock or (lambda: now())
         self._last_val: Optional[float] = None
 
     def due(self, trainer: pl.Trainer, last_batch: bool) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,6 +26,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from drivseg import budget
 
 LAST = "last.ckpt"
 
@@ -65,14 +66,14 @@ class RunCheckpoints(pl.Callback):
         save_every_epoch: bool = False,
         every_seconds: Optional[float] = None,
         resume_hint: str = "",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.save_every_epoch = save_every_epoch
         self.every_seconds = every_seconds
         self.resume_hint = resume_hint
-        self.clock = clock
-        self._last_save = clock()
+        self.clock = clock or (lambda: budget.now())
+        self._last_save = self.clock()
         self._saved_mid_epoch = False
 
     @property

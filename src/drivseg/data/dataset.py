@@ -8,11 +8,10 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
 from drivseg.data.label_spec import IGNORE_INDEX
-from drivseg.data.source import DatasetSource, Pair, read_rgb_image
+from drivseg.data.source import DatasetSource, Pair, image_size, read_rgb_image
 from drivseg.errors import DataError
 
 BAD_SAMPLE_MODES = ("error", "skip")
@@ -92,12 +91,12 @@ class SegmentationDataset(Dataset):
 def check_sizes(pairs: Sequence[Pair]) -> None:
     """Compare image and mask sizes from the file headers (cheap) before any worker starts."""
     for image_path, mask_path in pairs:
-        with Image.open(image_path) as im, Image.open(mask_path) as m:
-            if im.size != m.size:
-                raise DataError(
-                    f"mask {mask_path} is {m.size[0]}x{m.size[1]} but image {image_path.name} is "
-                    f"{im.size[0]}x{im.size[1]} (WxH); a mask must have its image's size"
-                )
+        image, mask = image_size(image_path), image_size(mask_path, "mask")  # unreadable -> DataError naming it
+        if image != mask:
+            raise DataError(
+                f"mask {mask_path} is {mask[0]}x{mask[1]} but image {image_path.name} is "
+                f"{image[0]}x{image[1]} (WxH); a mask must have its image's size"
+            )
 
 
 def pad_collate(samples: list[dict]) -> dict:

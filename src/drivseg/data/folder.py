@@ -48,13 +48,16 @@ import yaml
 
 from drivseg.data.label_spec import LabelSpec
 from drivseg.data.source import (
+    VALUES,
     DatasetSource,
     Pair,
+    file_error,
     list_images,
     pair_files,
     read_index_mask,
     require_dir,
     sequence_from_prefix,
+    undecodable,
 )
 from drivseg.errors import ConfigError, DataError
 
@@ -125,18 +128,23 @@ class ColourMaskReader:
     def __call__(self, path: Path) -> np.ndarray:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # ~2x faster than PIL for large PNGs
         if bgr is None:
-            raise DataError(f"mask {path} cannot be read as an image; re-extract or delete it")
+            raise undecodable(path, "mask", "OpenCV could not read it as an image")
         return self._lookup(pack_bgr(bgr), path)
 
     def _lookup(self, packed: np.ndarray, path: Path) -> np.ndarray:
         raw = np.take(self.table(), packed)  # np.take: ~2x faster than fancy indexing here
         if (raw == _UNKNOWN).any():
             bad = np.unique(packed[raw == _UNKNOWN])
-            shown = [((int(v) >> 16) & 255, (int(v) >> 8) & 255, int(v) & 255) for v in bad[:8]]
-            raise DataError(
+            colours = [((int(v) >> 16) & 255, (int(v) >> 8) & 255, int(v) & 255) for v in bad[:20]]
+            shown = colours[:8]
+            raise file_error(
+                VALUES,
+                path,
                 f"mask {path} has {bad.size} colour(s) outside {self.what}, e.g. {shown}; "
                 f"expected only {list(self.colours)[:12]}{' ...' if len(self.colours) > 12 else ''}. "
-                "Is it a colour-coded mask of this dataset (not an index mask or a resized JPEG)?"
+                "Is it a colour-coded mask of this dataset (not an index mask or a resized JPEG)?",
+                f"{bad.size} colour(s) outside {self.what}, e.g. {shown}",
+                colours,
             )
         return raw
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from drivseg.data.folder import split_by_sequence
 from drivseg.data.label_spec import LabelSpec
-from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir
+from drivseg.data.source import DatasetSource, Pair, list_images, pair_files, require_dir, undecodable
 from drivseg.errors import DataError
 
 # CARLA 0.8 tags (red channel)
@@ -81,7 +81,7 @@ def read_lyft_mask(path: Path, hood_row: int = HOOD_ROW) -> np.ndarray:
     """CARLA tags (H, W) uint8 from the red channel, with hood Vehicles pixels set to ``EGO_HOOD``."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grey masks come back with red == grey
     if bgr is None:
-        raise DataError(f"mask {path} cannot be read as an image; re-extract or delete it")
+        raise undecodable(path, "mask", "OpenCV could not read it as an image")
     tags = np.ascontiguousarray(bgr[..., 2])
     hood = tags[first_hood_row(tags.shape[0], hood_row) :]  # a view: edits land in ``tags``
     hood[hood == VEHICLES] = EGO_HOOD

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 
 from drivseg.data.cityscapes import CITYSCAPES19_SPEC
 from drivseg.data.folder import ColourMaskReader
 from drivseg.data.label_spec import LabelSpec
-from drivseg.data.source import DatasetSource, Pair, file_stem, list_images, pair_files, require_dir
+from drivseg.data.source import DatasetSource, Pair, file_stem, list_images, opened, pair_files, require_dir
 from drivseg.errors import DataError
 
 
@@ -196,13 +195,10 @@ _LAYOUT = (
 
 def read_mapillary_mask(path: Path) -> np.ndarray:
     """Label ids (H, W) uint8 from a palette/grey label PNG, or from an RGB colour-coded one."""
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "L"):
-                # the index is the label id; the palette is only for display
-                return np.asarray(im)
-    except OSError as err:
-        raise DataError(f"mask {path} cannot be read ({err}); re-extract or delete it") from err
+    with opened(path, "mask") as im:
+        if im.mode in ("P", "L"):
+            # the index is the label id; the palette is only for display
+            return np.asarray(im)
     return _COLOURS(path)
 
 
