@@ -3,10 +3,19 @@
     python predict.py --ckpt best.ckpt --input street.png --output out/
     python predict.py --ckpt a.ckpt --ckpt b.ckpt --tta flip --input frames/ --output out/
     python predict.py --backend onnxruntime --onnx model.onnx --input drive.mp4 --output out/
+    python predict.py --ckpt best.ckpt --format labelids --input leftImg8bit/test --output results/
 
-model -> inputs -> probabilities (TTA / sliding window) -> class ids -> for every image
-``<stem>_mask.png`` (palette PNG: pixel values are class ids, colours the dataset's palette) and
-``<stem>_overlay.png`` (colours blended over the image); for a video ``<stem>_overlay.mp4``.
+model -> inputs -> probabilities (TTA / sliding window) -> class ids -> for every image, by ``--format``:
+
+- ``palette`` (default): ``<stem>_mask.png`` (palette PNG: pixel values are class ids, colours the
+  dataset's palette) and ``<stem>_overlay.png`` (colours blended over the image); for a video
+  ``<stem>_overlay.mp4``.
+- ``trainids``: ``<stem>_trainIds.png``, a plain 8-bit single-channel map of class (train) ids.
+- ``labelids``: what the Cityscapes / KITTI servers and cityscapesScripts read: 8-bit Cityscapes
+  label ids named ``<city>_<seq>_<frame>_labelIds.png`` (Cityscapes) or like the input
+  (KITTI ``000000_10.png``), nothing else in the folder, ready to zip (``drivseg.submission``).
+
+A folder is searched recursively; its subfolders (Cityscapes cities) are mirrored under ``--output``.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
@@ -24,10 +33,11 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from drivseg.data.label_spec import LabelSpec, identity_spec  # noqa: E402
-from drivseg.data.source import IMAGE_EXTENSIONS, list_images, read_rgb_image  # noqa: E402
+from drivseg.data.source import IMAGE_EXTENSIONS, read_rgb_image  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.errors import ConfigError, DataError  # noqa: E402
 from drivseg.export import OnnxRunner, read_onnx_metadata  # noqa: E402
+from drivseg.masks import save_index_mask  # noqa: E402
 from drivseg.inference import (  # noqa: E402
     ModelMember,
     add_inference_flags,
@@ -36,6 +46,14 @@ from drivseg.inference import (  # noqa: E402
     pick_device,
     predict_probs,
     settings_from_flags,
+)
+from drivseg.submission import (  # noqa: E402
+    PREDICTION_FORMATS,
+    require_label_ids,
+    save_single_channel,
+    submission_name,
+    to_label_ids,
+    trainids_name,
 )
 from drivseg.video import VideoReader, VideoWriter, is_video  # noqa: E402
 
@@ -46,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--input", type=Path, required=True, help="an image, a folder of images or a video")
     p.add_argument("--output", type=Path, required=True, help="folder for masks, overlays and videos")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="default: torch")
+    p.add_argument("--format", choices=PREDICTION_FORMATS, default="palette",
+                   help="palette (default: palette PNG + overlay) | trainids (plain class ids) | "
+                        "labelids (Cityscapes label ids named for the Cityscapes / KITTI benchmarks)")
     p.add_argument("--onnx", type=Path, help="ONNX file from export.py (--backend onnxruntime)")
     p.add_argument("--batch-size", type=int, default=4, help="images or frames per forward pass (default: 4)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours (default: 0.5)")
@@ -57,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ConfigError("--backend onnxruntime runs --onnx FILE alone: give --onnx and no --ckpt")
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha {args.alpha}: expected a value between 0 and 1")
+    if args.format != "palette" and is_video(args.input):
+        raise ConfigError(f"--format {args.format} writes one PNG per image; for a video use --format "
+                          "palette (an overlaid video), or extract its frames to a folder first")
     return args
 
 
@@ -80,6 +104,8 @@ def main(argv=None) -> int:
     settings = settings_from_flags(args)
     device = pick_device(args.device)
     model, spec = load_model(args)
+    if args.format == "labelids":
+        require_label_ids(spec.class_names, str(args.onnx if args.backend == "onnxruntime" else args.ckpt[0]))
     model.to(device)
     args.output.mkdir(parents=True, exist_ok=True)
 
@@ -101,7 +127,8 @@ def main(argv=None) -> int:
         print(f"Wrote {out} ({writer.frames} frames)")
         return 0
 
-    paths = input_images(args.input)
+    paths = input_images(args.input, args.output)
+    targets = output_paths(paths, args.input, args.output, args.format)
     for chunk in batched(tqdm(paths, desc="images", disable=args.no_progress), args.batch_size):
         images = [read_rgb_image(p) for p in chunk]
         masks: list = [None] * len(images)
@@ -110,17 +137,30 @@ def main(argv=None) -> int:
             for i, mask in zip(idx, segment([images[i] for i in idx])):
                 masks[i] = mask
         for path, image, mask in zip(chunk, images, masks):
-            save_index_mask(mask, spec, args.output / f"{path.stem}_mask.png")
-            overlay = blend(image, spec.colorize(mask), args.alpha)
-            Image.fromarray(overlay).save(args.output / f"{path.stem}_overlay.png")
-    print(f"Wrote masks and overlays of {len(paths)} image(s) to {args.output}")
+            target = targets[path]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if args.format == "labelids":
+                save_single_channel(to_label_ids(mask), target)
+            elif args.format == "trainids":
+                save_single_channel(mask, target)
+            else:
+                save_index_mask(mask, spec, target)
+                overlay = blend(image, spec.colorize(mask), args.alpha)
+                Image.fromarray(overlay).save(target.with_name(f"{path.stem}_overlay.png"))
+    what = {"palette": "masks and overlays", "trainids": "train id masks", "labelids": "label id masks"}
+    print(f"Wrote {what[args.format]} of {len(paths)} image(s) to {args.output}")
     return 0
 
 
-def input_images(path: Path) -> list[Path]:
-    """The image itself, or the images directly inside a folder."""
+def input_images(path: Path, output: Optional[Path] = None) -> list[Path]:
+    """The image itself, or the images anywhere inside a folder (not those under ``output``)."""
     if path.is_dir():
-        images = list_images(path)
+        skip = output.resolve() if output is not None else None
+        images = sorted(
+            p for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+            and not (skip is not None and skip in p.resolve().parents)  # our own earlier outputs
+        )
         if not images:
             raise DataError(f"--input {path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         return images
@@ -130,6 +170,27 @@ def input_images(path: Path) -> list[Path]:
         kinds = ", ".join(IMAGE_EXTENSIONS)
         raise DataError(f"--input {path}: expected an image ({kinds}), a folder of images or a video")
     return [path]
+
+
+def output_paths(paths: list[Path], input_path: Path, output: Path, fmt: str) -> dict[Path, Path]:
+    """Where each image's mask goes: its subfolder of ``--input`` mirrored under ``output``.
+
+    Two images writing the same file (``a.png`` and ``a.jpg``, or two Cityscapes files of one frame)
+    are an error before anything is written: the benchmark servers need one prediction per frame.
+    """
+    name = {"palette": lambda p: f"{p.stem}_mask.png", "trainids": trainids_name,
+            "labelids": submission_name}[fmt]
+    targets: dict[Path, Path] = {}
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        folder = path.parent.relative_to(input_path) if input_path.is_dir() else Path()
+        target = output / folder / name(path)
+        if target in seen:
+            raise DataError(f"--input {seen[target]} and {path} would both be written to {target}; "
+                            "rename one of them or predict them into different --output folders")
+        seen[target] = path
+        targets[path] = target
+    return targets
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -142,14 +203,6 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def save_index_mask(mask: np.ndarray, spec: LabelSpec, path: Path) -> None:
-    """A palette PNG: pixel values are class ids, the palette shows them in the dataset's colours."""
-    data = np.ascontiguousarray(mask, dtype=np.uint8).tobytes()
-    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), data)
-    image.putpalette([v for colour in spec.palette for v in colour])
-    image.save(path)
 
 
 def blend(image: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:

@@ -154,3 +154,68 @@ def test_bad_predict_input_is_one_line(trained, tmp_path, capsys, monkeypatch, e
     assert run_entry_point(lambda: predict.main(argv)) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err
+
+
+def test_trainids_format_writes_plain_class_ids_in_mirrored_subfolders(trained, tmp_path) -> None:
+    root, ckpt = trained
+    frames = tmp_path / "frames"
+    sources = sorted((root / "val").iterdir())[:3]
+    for p, city in zip(sources, ["a", "a", "b"]):
+        (frames / city).mkdir(parents=True, exist_ok=True)
+        Image.open(p).save(frames / city / p.name)
+    out = tmp_path / "out"
+    argv = ["--ckpt", str(ckpt), "--input", str(frames), "--output", str(out), "--format", "trainids"]
+    assert predict.main(argv) == 0
+
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == sorted(f"{c}/{p.stem}_trainIds.png" for p, c in zip(sources, ["a", "a", "b"]))
+    for p, city in zip(sources, ["a", "a", "b"]):
+        with Image.open(out / city / f"{p.stem}_trainIds.png") as im:
+            assert im.mode == "L" and im.getpalette() is None  # plain values, no colours
+            assert np.array_equal(np.asarray(im), mask_by_hand(ckpt, rgb(p)))
+
+
+def test_a_second_run_into_a_folder_inside_the_input_ignores_its_own_outputs(trained, tmp_path) -> None:
+    root, ckpt = trained
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    image = sorted((root / "val").iterdir())[0]
+    Image.open(image).save(frames / image.name)
+    argv = ["--ckpt", str(ckpt), "--input", str(frames), "--output", str(frames / "out")]
+    assert predict.main(argv) == 0 and predict.main(argv) == 0
+    written = sorted(p.name for p in (frames / "out").iterdir())
+    assert written == [f"{image.stem}_mask.png", f"{image.stem}_overlay.png"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--format", "labelids"],
+         ("--format labelids: {ckpt} predicts 11 classes ['Sky', 'Building', 'Pole', 'Road']..., "
+          "which have no Cityscapes label ids")),
+        (["--format", "labelids", "--input", "drive.mp4"], "--format labelids writes one PNG per image"),
+    ],
+)
+def test_formats_a_model_cannot_write_are_one_line(trained, tmp_path, capsys, extra, message) -> None:
+    root, ckpt = trained
+    image = sorted((root / "val").iterdir())[0]
+    argv = ["--ckpt", str(ckpt), "--input", str(image), "--output", str(tmp_path / "out"), *extra]
+    assert run_entry_point(lambda: predict.main(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message.format(ckpt=ckpt) in err
+    assert "--format palette or --format trainids" in err or "video" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_two_inputs_for_one_output_file_are_refused_before_writing(trained, tmp_path, capsys) -> None:
+    root, ckpt = trained
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    image = Image.open(sorted((root / "val").iterdir())[0])
+    image.save(frames / "x.png")
+    image.convert("RGB").save(frames / "x.jpg")
+    argv = ["--ckpt", str(ckpt), "--input", str(frames), "--output", str(tmp_path / "out")]
+    assert run_entry_point(lambda: predict.main(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "x.jpg and" in err and "x.png would both be written to" in err and "\n" not in err
+    assert not list((tmp_path / "out").iterdir())
