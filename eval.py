@@ -3,9 +3,11 @@
     python eval.py --ckpt runs/x/checkpoints/best.ckpt --data-root ../data/camvid --split test
     python eval.py --ckpt a.ckpt --ckpt b.ckpt --weights 0.6,0.4 --data-root DIR --tta ms
     python eval.py --ckpt best.ckpt --data-root DIR --slide 512x512 --stride 341x341
+    python eval.py --ckpt best.ckpt --data-root data/cityscapes --format cityscapes   # benchmark table
 
 checkpoints -> ensemble -> split -> probabilities (TTA / sliding window) -> confusion matrix at the
-label resolution -> mIoU, per-class IoU, pixel accuracy -> JSON + CSV + heat map + IoU bar chart.
+label resolution -> mIoU, per-class IoU, pixel accuracy, Dice, fwIoU, class accuracy; per image:
+mIoU and BF score -> JSON + CSV + heat map + IoU bar chart.
 Classes and normalisation come from the checkpoints; ``--data`` defaults to the checkpoint's dataset.
 """
 
@@ -27,7 +29,13 @@ from drivseg.data.dataset import SegmentationDataset, check_sizes, pad_collate  
 from drivseg.data.transforms import eval_transform  # noqa: E402
 from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.errors import ConfigError  # noqa: E402
-from drivseg.evaluation import evaluate, plot_confusion, plot_iou, scores, write_confusion_csv  # noqa: E402
+from drivseg.evaluation import (  # noqa: E402
+    evaluate,
+    plot_confusion,
+    plot_iou,
+    score_table,
+    write_confusion_csv,
+)
 from drivseg.inference import (  # noqa: E402
     add_inference_flags,
     ensemble_from_checkpoints,
@@ -35,7 +43,8 @@ from drivseg.inference import (  # noqa: E402
     pick_device,
     settings_from_flags,
 )
-from drivseg.results import iou_table, write_results  # noqa: E402
+from drivseg.results import write_results  # noqa: E402
+from drivseg.submission import cityscapes_scores, cityscapes_table, require_label_ids  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=1, help="default: 1 (each image at its own size)")
     p.add_argument("--num-workers", type=int, default=2, help="data loading processes (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument("--bf-tolerance", type=float, metavar="PIXELS",
+                   help="BF score match distance in pixels (default: 0.75%% of each image's diagonal)")
+    p.add_argument("--format", choices=("default", "cityscapes"), default="default",
+                   help="printed table: default (per-class IoU) | cityscapes (the benchmark's class and "
+                        "category IoU; 19 Cityscapes classes only)")
     return p.parse_args(argv)
 
 
@@ -68,6 +82,9 @@ def main(argv=None) -> int:
             f"but {args.ckpt[0]} was trained on {len(cfg['class_names'])} {cfg['class_names'][:4]}...; "
             f"evaluate on the checkpoint's dataset (--data {cfg['data']})"
         )
+    if args.format == "cityscapes":  # before the evaluation, not after it
+        require_label_ids(cfg["class_names"], str(args.ckpt[0]), "--format cityscapes",
+                          "the default --format")
     root = resolve_root(source, args.data_root)
     if source.prepare is not None:
         source.prepare(root)
@@ -75,15 +92,16 @@ def main(argv=None) -> int:
         raise ConfigError(f"--split {args.split!r}: {data} has the splits {', '.join(source.splits)}")
     pairs = source.find_pairs(root, args.split)
     check_sizes(pairs)
-    # images stay in [0, 1] at their own size: each model normalises and rescales them itself
-    dataset = SegmentationDataset(pairs, source, eval_transform((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+    # uint8 images at their own size: each model normalises and rescales them itself
+    dataset = SegmentationDataset(pairs, source, eval_transform())
     loader = DataLoader(dataset, args.batch_size, num_workers=args.num_workers, collate_fn=pad_collate)
 
     names = list(cfg["class_names"])
     start = time.perf_counter()
-    cm = evaluate(model, loader, len(names), settings, device, not args.no_progress, total=len(loader))
+    cm = evaluate(model, loader, len(names), settings, device, not args.no_progress, total=len(loader),
+                  boundary_tolerance=args.bf_tolerance)
     seconds = time.perf_counter() - start
-    result = scores(cm.matrix, names)
+    result = cm.scores(names)
 
     out = args.output or args.ckpt[0].with_name(f"{args.ckpt[0].stem}_{args.split}_eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +123,7 @@ def main(argv=None) -> int:
         "split": args.split,
         "images": len(dataset),
         "labelled_pixels": int(cm.matrix.sum()),
+        "bf_tolerance": args.bf_tolerance,  # None: 0.75% of each image's diagonal
         "tta": settings.tta,
         "scales": list(settings.scales) if settings.tta == "ms" else None,
         "slide": list(settings.window) if settings.window else None,
@@ -115,9 +134,11 @@ def main(argv=None) -> int:
     }
     write_results(out, report)
 
-    flat = {f"{args.split}/IoU/{n}": v for n, v in result["IoU"].items() if v is not None}
-    flat |= {f"{args.split}/mIoU": result["mIoU"], f"{args.split}/pixel_acc": result["pixel_acc"]}
-    print(iou_table({k: v for k, v in flat.items() if v is not None}, names, args.split))
+    if args.format == "cityscapes":
+        title = f"Cityscapes benchmark table: {data} {args.split}, {len(dataset)} images"
+        print(cityscapes_table(cityscapes_scores(cm.matrix, names), title))
+    else:
+        print(score_table(result, names))
     print(f"Results in {out}")
     return 0
 

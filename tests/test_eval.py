@@ -81,13 +81,27 @@ def test_eval_scores_equal_a_confusion_matrix_computed_by_hand(trained, capsys) 
     assert report["pixel_acc"] == pytest.approx(tp.sum() / expected.sum())
     for name, value in report["IoU"].items():
         assert value == (pytest.approx(iou[name]) if name in iou else None)
+    # the other confusion-matrix scores of drivseg.scores, from the same hand-made matrix
+    true, pred = expected.sum(1), expected.sum(0)
+    names = report["class_names"]
+    dice = {name: 2 * tp[i] / (true[i] + pred[i]) for i, name in enumerate(names) if union[i] > 0}
+    assert report["Dice"] == {n: (pytest.approx(dice[n]) if n in dice else None) for n in names}
+    assert report["mDice"] == pytest.approx(np.mean(list(dice.values())))
+    fw = sum(true[i] * iou[n] for i, n in enumerate(names) if n in iou) / true.sum()
+    assert report["fwIoU"] == pytest.approx(fw)
+    assert report["mean_class_acc"] == pytest.approx(np.mean([tp[i] / true[i] for i in range(11) if true[i]]))
+    # per-image scores: present, in range, and the BF for every class (None: never scored)
+    assert 0 <= report["mIoU_per_image"] <= 1 and 0 <= report["mBF"] <= 1
+    assert set(report["BF"]) == set(names) and report["bf_tolerance"] is None
 
     names, csv_matrix = read_confusion_csv(Path(report["files"]["confusion_csv"]))
     assert names == report["class_names"] == list(CAMVID_CLASSES) and np.array_equal(csv_matrix, expected)
     for key in ("confusion_png", "iou_png"):
         with Image.open(report["files"][key]) as im:
             assert im.format == "PNG" and min(im.size) > 100
-    assert "mIoU" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    for label in ("mIoU", "mIoU, mean per image", "mean Dice (F1)", "mean class accuracy", "mean BF score"):
+        assert label in printed
 
 
 def test_eval_of_a_scaled_model_counts_pixels_at_label_resolution(trained, tmp_path) -> None:
@@ -156,8 +170,10 @@ def test_scores_agree_with_the_training_metrics() -> None:
     metrics = StageMetrics(6)
     metrics.update(preds, target)
     result = scores(cm.matrix, [str(i) for i in range(6)])
-    assert result["mIoU"] == pytest.approx(float(metrics.miou.compute()), abs=1e-6)
-    assert result["pixel_acc"] == pytest.approx(float(metrics.pixel_acc.compute()), abs=1e-6)
-    per_class = metrics.iou_per_class.compute()
+    training = metrics.compute()
+    assert np.array_equal(metrics.matrix().numpy(), cm.matrix)
+    assert result["mIoU"] == pytest.approx(float(training["mIoU"]), abs=1e-6)
+    assert result["pixel_acc"] == pytest.approx(float(training["pixel_acc"]), abs=1e-6)
+    per_class = training["iou"]
     for i in range(5):
         assert result["IoU"][str(i)] == pytest.approx(float(per_class[i]), abs=1e-6)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
 
 from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.errors import ConfigError
 from drivseg.losses import LOSSES, build_loss, median_frequency_weights, parse_loss_spec
+from drivseg.losses.boundary import signed_distance_maps
+from drivseg.losses.ohem import OhemCrossEntropy
 
-LOSS_NAMES = ["ce", "dice", "jaccard", "focal", "lovasz", "tversky"]
+NEW_LOSSES = ["ohem", "generalized_dice", "focal_tversky", "log_cosh_dice", "boundary"]
+LOSS_NAMES = ["ce", "dice", "jaccard", "focal", "lovasz", "tversky", *NEW_LOSSES]
+# losses whose value depends on where pixels are, not only on which pixels there are
+SPATIAL = {"boundary"}
 Tensor = torch.Tensor
 
 
@@ -105,6 +113,57 @@ def lovasz_ref(logits: Tensor, target: Tensor) -> float:
     return float(np.mean(losses))
 
 
+def ohem_ref(logits: Tensor, target: Tensor, threshold: float = 0.7, min_kept: int | None = None) -> float:
+    """Mean CE over pixels with p(true) < threshold, or over the min_kept lowest p(true) if fewer."""
+    z, y = _flat(logits, target)
+    p = _softmax(z)[np.arange(len(y)), y]
+    n_min = min(max(len(y) // 16 if min_kept is None else min_kept, 1), len(y))
+    keep = p < threshold
+    if keep.sum() < n_min:
+        keep = np.zeros_like(keep)
+        keep[np.argsort(p)[:n_min]] = True
+    return float(np.mean(-np.log(p[keep])))
+
+
+def generalized_dice_ref(logits: Tensor, target: Tensor) -> float:
+    """1 - 2 sum w I / sum w (P + T), w = 1 / T**2; absent classes take the largest finite weight."""
+    inter, pred, true = _soft_counts(logits, target)
+    w = np.where(true > 0, 1 / np.maximum(true, 1) ** 2, 0.0)
+    w = np.where(true > 0, w, w.max())
+    return float(1 - 2 * (w * inter).sum() / (w * (pred + true)).sum())
+
+
+def focal_tversky_ref(logits: Tensor, target: Tensor) -> float:
+    """mean_c (1 - TI_c) ** 0.75, TI = (I + 1) / (I + 0.7 FN + 0.3 FP + 1)."""
+    inter, pred, true = _soft_counts(logits, target)
+    ti = (inter + 1) / (inter + 0.7 * (true - inter) + 0.3 * (pred - inter) + 1)
+    return float(np.mean((1 - ti) ** 0.75))
+
+
+def log_cosh_dice_ref(logits: Tensor, target: Tensor) -> float:
+    return float(np.log(np.cosh(dice_ref(logits, target))))
+
+
+def boundary_ref(logits: Tensor, target: Tensor) -> float:
+    """sum p_c phi_c / (labelled pixels x classes), distance maps by scipy's exact EDT.
+
+    ``distance_transform_edt(m)`` is, for every True pixel of m, the distance to the nearest False one.
+    """
+    p = _softmax(logits.detach().double().numpy())  # (B, C, H, W)
+    labels_all = target.numpy()
+    total = 0.0
+    for b, labels in enumerate(labels_all):
+        labelled = labels != IGNORE_INDEX
+        for c in range(p.shape[1]):
+            inside = labels == c
+            outside = labelled & ~inside
+            if inside.any() and outside.any():
+                phi = np.where(outside, distance_transform_edt(~inside), 0.0)
+                phi -= np.where(inside, distance_transform_edt(~outside) - 1, 0.0)
+                total += (p[b, c] * phi).sum()
+    return float(total / ((labels_all != IGNORE_INDEX).sum() * p.shape[1]))
+
+
 REFERENCES = {
     "ce": ce_ref,
     "dice": dice_ref,
@@ -112,6 +171,11 @@ REFERENCES = {
     "focal": focal_ref,
     "lovasz": lovasz_ref,
     "tversky": tversky_ref,
+    "ohem": ohem_ref,
+    "generalized_dice": generalized_dice_ref,
+    "focal_tversky": focal_tversky_ref,
+    "log_cosh_dice": log_cosh_dice_ref,
+    "boundary": boundary_ref,
 }
 
 
@@ -163,10 +227,93 @@ def test_loss_equals_numpy_formula_on_random_batch_with_void(name: str) -> None:
     assert value.item() == pytest.approx(REFERENCES[name](logits, target), rel=1e-5, abs=1e-6)
 
 
+# ---------------------------------------------------------------- the reading-list losses by hand
+
+
+def _two_class_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 2, 2, 3) logits with p(class 1) = [[.9, .85, .6], [.75, .5, .2]] and the target
+    [[1, 1, 1], [1, 255, 0]]: four pixels of class 1, one of class 0, one void."""
+    p1 = torch.tensor([[0.9, 0.85, 0.6], [0.75, 0.5, 0.2]], dtype=torch.float64)
+    logits = torch.stack([torch.zeros_like(p1), torch.log(p1 / (1 - p1))])[None].float()
+    return logits, torch.tensor([[[1, 1, 1], [1, IGNORE_INDEX, 0]]])
+
+
+# soft counts of that example over the 5 labelled pixels:
+#   class 1: true 4, tp = .9 + .85 + .6 + .75 = 3.1, pred = 3.1 + .2 = 3.3 -> fn .9, fp .2
+#   class 0: true 1, tp = .8, pred = (.1 + .15 + .4 + .25) + .8 = 1.7    -> fn .2, fp .9
+HAND_VALUES = {
+    # p(true) = .9 .85 .6 .75 .8; only .6 is below 0.7 (1/16 of 5 pixels rounds to the minimum, 1)
+    "ohem": -math.log(0.6),
+    # w1 = 1/4**2, w0 = 1/1**2
+    "generalized_dice": 1 - 2 * (3.1 / 16 + 0.8) / ((3.3 + 4) / 16 + (1.7 + 1)),
+    # TI1 = (3.1 + 1) / (3.1 + .7 * .9 + .3 * .2 + 1), TI0 = (.8 + 1) / (.8 + .7 * .2 + .3 * .9 + 1)
+    "focal_tversky": ((1 - 4.1 / 4.79) ** 0.75 + (1 - 1.8 / 2.21) ** 0.75) / 2,
+    # Dice loss per class: 1 - 2 tp / (pred + true)
+    "log_cosh_dice": math.log(math.cosh(((1 - 6.2 / 7.3) + (1 - 1.6 / 2.7)) / 2)),
+    # signed distances (the void pixel is neither class 1 nor "another class"):
+    #   phi_1 = [[-(sqrt5 - 1), -(sqrt2 - 1), 0], [-1, void, 1]]
+    #   phi_0 = [[sqrt5, sqrt2, 1], [2, void, 0]]
+    # sum over pixels of p1 phi_1 + p0 phi_0, divided by 5 pixels x 2 classes
+    "boundary": (
+        0.9 * -(math.sqrt(5) - 1) + 0.1 * math.sqrt(5)
+        + 0.85 * -(math.sqrt(2) - 1) + 0.15 * math.sqrt(2)
+        + 0.4 * 1
+        + 0.75 * -1 + 0.25 * 2
+        + 0.2 * 1
+    ) / 10,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NEW_LOSSES)
+def test_reading_list_loss_equals_hand_computed_value(name: str) -> None:
+    logits, target = _two_class_example()
+    assert build_loss(name)(logits, target).item() == pytest.approx(HAND_VALUES[name], rel=1e-5, abs=1e-6)
+
+
+def test_ohem_keeps_at_least_min_kept_hardest_pixels() -> None:
+    logits, target = _two_class_example()
+    # one pixel is hard (p = .6); min_kept 3 adds the next hardest, p = .75 and .8
+    value = OhemCrossEntropy(min_kept=3)(logits, target)
+    assert value.item() == pytest.approx(-(math.log(0.6) + math.log(0.75) + math.log(0.8)) / 3, rel=1e-5)
+    # a threshold above every p(true) keeps every labelled pixel: plain cross-entropy
+    everything = OhemCrossEntropy(threshold=1.01)(logits, target)
+    plain = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    assert everything.item() == pytest.approx(plain.item())
+
+
+def test_ohem_class_weights_weight_the_kept_pixels() -> None:
+    logits, target = _two_class_example()
+    weights = torch.tensor([3.0, 0.5])
+    # kept: p(true) .6 (class 1, weight .5), .75 (class 1, .5), .8 (class 0, 3)
+    expected = -(0.5 * math.log(0.6) + 0.5 * math.log(0.75) + 3 * math.log(0.8)) / (0.5 + 0.5 + 3)
+    value = OhemCrossEntropy(min_kept=3, class_weights=weights)(logits, target)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_boundary_distance_maps_ignore_void() -> None:
+    target = np.array([[[1, 1, 1], [1, IGNORE_INDEX, 0]]])
+    maps = signed_distance_maps(target, 3)
+    r2, r5 = math.sqrt(2), math.sqrt(5)
+    # were the void pixel another class, phi_1 at (0, 0) would be -(sqrt2 - 1), not -(sqrt5 - 1)
+    np.testing.assert_allclose(maps[0, 1], [[-(r5 - 1), -(r2 - 1), 0], [-1, 0, 1]], rtol=1e-6)
+    np.testing.assert_allclose(maps[0, 0], [[r5, r2, 1], [2, 0, 0]], rtol=1e-6)
+    assert np.all(maps[0, 2] == 0)  # a class absent from the image is left to the others
+
+
+def test_boundary_loss_prefers_the_true_class_everywhere() -> None:
+    # for every pixel the lowest phi is its own class, so moving probability there lowers the loss
+    logits, target = _random_example(seed=11)
+    loss_fn = build_loss("boundary")
+    onehot = F.one_hot(target.clamp(max=2), 3).movedim(-1, 1).float()
+    confident = onehot * 20 - 10
+    right, random, wrong = (loss_fn(x, target).item() for x in (confident, logits, -confident))
+    assert right < random < wrong
+
+
 # ---------------------------------------------------------------- ignore index
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", [n for n in LOSS_NAMES if n not in SPATIAL])
 def test_void_pixels_change_nothing_and_get_zero_gradient(name: str) -> None:
     logits, target = _random_example(seed=1)
     keep = target != IGNORE_INDEX
@@ -186,17 +333,21 @@ def test_void_pixels_change_nothing_and_get_zero_gradient(name: str) -> None:
     assert grad[keep].abs().sum() > 0
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "ce",
-        "dice",
-        "jaccard",
-        "focal",
-        "lovasz",
-        "tversky",
-    ],
-)
+@pytest.mark.parametrize("name", sorted(SPATIAL))
+def test_void_pixels_get_zero_gradient_and_their_logits_change_nothing(name: str) -> None:
+    logits, target = _random_example(seed=1)
+    void = target == IGNORE_INDEX
+    logits.requires_grad_(True)
+    loss = build_loss(name)(logits, target)
+    loss.backward()
+    grad = logits.grad.movedim(1, -1)
+    assert torch.all(grad[void] == 0) and grad[~void].abs().sum() > 0
+    other = logits.detach().clone().movedim(1, -1)
+    other[void] = torch.randn(int(void.sum()), 3) * 5
+    assert build_loss(name)(other.movedim(-1, 1), target).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
 def test_all_void_batch_gives_zero_loss_and_zero_gradient(name: str) -> None:
     # a random crop can land entirely on void/padding; the step must be a no-op, not NaN or a crash
     logits = torch.randn(1, 3, 4, 4, requires_grad=True)
@@ -278,6 +429,21 @@ def test_loss_is_fp32_under_autocast(dtype: torch.dtype) -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", NEW_LOSSES)
+def test_reading_list_losses_are_fp32_under_autocast(name: str, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(1, 3, 120, 150, generator=g) * 10).to(dtype)
+    target = torch.zeros(1, 120, 150, dtype=torch.long)
+    target[:, :30] = 1
+    target[:, 40:50, 20:90] = 2
+    target[:, -5:] = IGNORE_INDEX
+    with torch.autocast(device_type="cpu", dtype=dtype):
+        loss = build_loss(name)(logits, target)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(REFERENCES[name](logits.float(), target), rel=1e-5, abs=1e-6)
+
+
 # ---------------------------------------------------------------- class weights, smoothing
 
 
@@ -313,6 +479,26 @@ def test_class_weights_reach_dice() -> None:
     weights = [0.2, 1.0, 3.0]
     value = build_loss("dice", class_weights=torch.tensor(weights))(logits, target)
     assert value.item() == pytest.approx(dice_ref(logits, target, weights), rel=1e-5)
+
+
+def test_class_weights_reach_focal_tversky_and_log_cosh_dice() -> None:
+    logits, target = _random_example(seed=10)
+    weights = [0.2, 1.0, 3.0]
+    inter, pred, true = _soft_counts(logits, target)
+    ti = (inter + 1) / (inter + 0.7 * (true - inter) + 0.3 * (pred - inter) + 1)
+    expected = float((np.array(weights) * (1 - ti) ** 0.75).sum() / sum(weights))
+    value = build_loss("focal_tversky", class_weights=torch.tensor(weights))(logits, target)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value = build_loss("log_cosh_dice", class_weights=torch.tensor(weights))(logits, target)
+    assert value.item() == pytest.approx(np.log(np.cosh(dice_ref(logits, target, weights))), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lovasz", "generalized_dice", "boundary"])
+def test_losses_without_class_weights_ignore_them(name: str) -> None:
+    # documented: --class-weights reaches the other losses of a spec, these compute as without it
+    logits, target = _random_example(seed=12)
+    weighted = build_loss(name, class_weights=torch.tensor([0.2, 1.0, 3.0]))(logits, target)
+    assert weighted.item() == pytest.approx(REFERENCES[name](logits, target), rel=1e-5, abs=1e-6)
 
 
 def test_median_frequency_weights_on_hand_made_split() -> None:

@@ -3,12 +3,14 @@
 The ground truth is never resized: probabilities are brought to the mask's size, so scores of
 models run at different input scales are comparable. Scores follow ``drivseg.metrics`` (the
 training metrics): a class absent from both predictions and ground truth has no IoU (``None`` in
-JSON) and is left out of the mean.
+JSON) and is left out of the mean. Dice, frequency-weighted IoU, class accuracy, per-image mIoU and
+the BF score come from ``drivseg.scores``, whose docstrings give their empty-class rules.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -18,8 +20,18 @@ from matplotlib.figure import Figure  # draws to files without pyplot's global s
 from tqdm import tqdm
 
 from drivseg.data.label_spec import IGNORE_INDEX
+from drivseg.data.transforms import to_unit_float
 from drivseg.errors import DataError
 from drivseg.inference import InferenceSettings, ProbFn, predict_probs, resize
+from drivseg.scores import (
+    BoundaryF1,
+    PerImageMIoU,
+    class_accuracy,
+    dice_per_class,
+    frequency_weighted_iou,
+    mean_class_accuracy,
+    mean_dice,
+)
 
 
 class ConfusionMatrix:
@@ -51,14 +63,59 @@ def iou_per_class(matrix: np.ndarray) -> np.ndarray:
 
 
 def scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict:
-    """``mIoU`` (mean over measured classes), ``pixel_acc`` and ``IoU`` {class: value or None}."""
+    """``mIoU`` (mean over measured classes), ``pixel_acc``, ``IoU`` {class: value or None}, and
+    ``mDice``, ``Dice``, ``fwIoU``, ``mean_class_acc``, ``class_acc`` (see ``drivseg.scores``)."""
     iou = iou_per_class(matrix)
     total = matrix.sum()
     return {
         "mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else None,
         "pixel_acc": float(np.trace(matrix) / total) if total else None,
-        "IoU": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
+        "IoU": per_class_dict(iou, class_names),
+        "mDice": mean_dice(matrix),
+        "Dice": per_class_dict(dice_per_class(matrix), class_names),
+        "fwIoU": frequency_weighted_iou(matrix),
+        "mean_class_acc": mean_class_accuracy(matrix),
+        "class_acc": per_class_dict(class_accuracy(matrix), class_names),
     }
+
+
+def per_class_dict(values: Sequence[float], class_names: Sequence[str]) -> dict:
+    """{class: float, or None where the value is NaN (not measured)} for JSON."""
+    return {name: (None if math.isnan(v) else float(v)) for name, v in zip(class_names, values)}
+
+
+class Evaluation:
+    """What one pass over a split accumulates: the confusion matrix and the per-image metrics.
+
+    ``matrix`` is the confusion matrix (as ``ConfusionMatrix.matrix``); ``boundary_tolerance`` is
+    the BF tolerance in pixels (None: 0.75% of each image's diagonal).
+    """
+
+    def __init__(self, num_classes: int, boundary_tolerance: Optional[float] = None) -> None:
+        self.confusion = ConfusionMatrix(num_classes)
+        self.per_image_miou = PerImageMIoU(num_classes)
+        self.boundary_f1 = BoundaryF1(num_classes, boundary_tolerance)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.confusion.matrix
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """``preds`` and ``target`` (B, H, W) class ids of the same size, target 255 = ignore."""
+        self.confusion.update(preds, target)  # first: it checks the shapes and class ids
+        self.per_image_miou.update(preds, target)
+        self.boundary_f1.update(preds, target)
+
+    def scores(self, class_names: Sequence[str]) -> dict:
+        """``scores(matrix)`` plus ``mIoU_per_image``, ``mBF`` and ``BF`` {class: value or None}."""
+        result = scores(self.matrix, class_names)
+        empty = self.per_image_miou.images == 0  # compute() would warn that nothing was updated
+        miou_per_image = math.nan if empty else float(self.per_image_miou.compute())
+        mbf = math.nan if empty else float(self.boundary_f1.compute())
+        result["mIoU_per_image"] = None if math.isnan(miou_per_image) else miou_per_image
+        result["mBF"] = None if math.isnan(mbf) else mbf
+        result["BF"] = per_class_dict(self.boundary_f1.per_class().tolist(), class_names)
+        return result
 
 
 @torch.no_grad()
@@ -70,14 +127,46 @@ def evaluate(
     device: torch.device = torch.device("cpu"),
     progress: bool = True,
     total: Optional[int] = None,
-) -> ConfusionMatrix:
-    """Accumulate the confusion matrix of ``model`` over ``batches`` of {"image" in [0, 1], "mask"}."""
-    cm = ConfusionMatrix(num_classes)
+    boundary_tolerance: Optional[float] = None,
+) -> Evaluation:
+    """Accumulate the confusion matrix and per-image metrics of ``model`` over ``batches`` of
+    {"image" in [0, 1], "mask"}. Keep batches of one image (or images of one size): padding would
+    enlarge the image diagonal the default BF tolerance is taken from."""
+    cm = Evaluation(num_classes, boundary_tolerance)
     for batch in tqdm(batches, desc="evaluating", unit="batch", total=total, disable=not progress):
-        images, masks = batch["image"].to(device), batch["mask"]  # (B, 3, H, W), (B, H, W)
+        images, masks = to_unit_float(batch["image"].to(device)), batch["mask"]  # (B, 3, H, W) in [0, 1], (B, H, W)
         probs = predict_probs(model, images, settings)
         cm.update(resize(probs, masks.shape[-2:]).argmax(dim=1).cpu(), masks)
     return cm
+
+
+SUMMARY_ROWS = (
+    ("mIoU", "mIoU"),
+    ("mIoU_per_image", "mIoU, mean per image"),
+    ("mDice", "mean Dice (F1)"),
+    ("fwIoU", "frequency-weighted IoU"),
+    ("pixel_acc", "pixel accuracy"),
+    ("mean_class_acc", "mean class accuracy"),
+    ("mBF", "mean BF score"),
+)
+
+
+def score_table(result: dict, class_names: Sequence[str]) -> str:
+    """Per class IoU, Dice, accuracy (recall) and BF, then the summary scores, in percent; n/a where
+    a class was not measured (see ``drivseg.scores`` for each rule)."""
+
+    def pct(value: Optional[float]) -> str:
+        return "   n/a" if value is None else f"{100 * value:6.2f}"
+
+    width = max(len(label) for label in [*class_names, *(label for _, label in SUMMARY_ROWS)])
+    header = f"{'class':<{width}}  {'IoU':>6}  {'Dice':>6}  {'Acc':>6}  {'BF':>6}   (%)"
+    lines = [header, "-" * len(header)]
+    for name in class_names:
+        values = [result[key].get(name) for key in ("IoU", "Dice", "class_acc", "BF") if key in result]
+        lines.append(f"{name:<{width}}  " + "  ".join(pct(v) for v in values))
+    lines.append("-" * len(header))
+    lines += [f"{label:<{width}}  {pct(result.get(key))}" for key, label in SUMMARY_ROWS if key in result]
+    return "\n".join(lines)
 
 
 def write_confusion_csv(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> None:

@@ -1,7 +1,8 @@
 """Loss registry and weighted combinations: ``ce``, ``ce+dice``, ``ce:1.0,lovasz:0.5``.
 
 Every loss ignores label 255 and is computed in fp32: under fp16 autocast a Dice sum over a
-360x480 batch overflows, and log-softmax loses precision.
+360x480 batch overflows, and log-softmax loses precision. SMP provides dice, jaccard, focal,
+lovasz and tversky; ``ohem.py``, ``region.py`` and ``boundary.py`` hold the others, one paper each.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import torch.nn as nn
 
 from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.errors import ConfigError
+from drivseg.losses.boundary import BoundaryLoss
+from drivseg.losses.ohem import OhemCrossEntropy
+from drivseg.losses.region import FocalTverskyLoss, GeneralizedDiceLoss, LogCoshDiceLoss
 
 
 def _ce(class_weights: Optional[torch.Tensor], label_smoothing: float) -> nn.Module:
@@ -38,6 +42,13 @@ LOSSES: dict[str, Callable[[Optional[torch.Tensor], float], nn.Module]] = {
     "tversky": lambda w, s: smp_losses.TverskyLoss(
         "multiclass", ignore_index=IGNORE_INDEX, alpha=0.3, beta=0.7, class_weights=_weights_list(w)
     ),
+    "ohem": lambda w, s: OhemCrossEntropy(class_weights=w, label_smoothing=s),
+    # weights its classes by 1 / volume**2 itself: --class-weights would contradict that
+    "generalized_dice": lambda w, s: GeneralizedDiceLoss(),
+    "focal_tversky": lambda w, s: FocalTverskyLoss(class_weights=w),
+    "log_cosh_dice": lambda w, s: LogCoshDiceLoss(class_weights=_weights_list(w)),
+    # a distance term meant to be added to a region loss (ce+boundary:0.01); no class weights
+    "boundary": lambda w, s: BoundaryLoss(),
 }
 
 
