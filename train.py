@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
@@ -50,7 +51,8 @@ def main(argv=None) -> int:
         finish_wandb()
 
 
-def train(argv=None) -> int:
+def train(argv=None, extra_callbacks: Sequence[pl.Callback] = ()) -> int:
+    """The run itself. ``extra_callbacks`` join the trainer's (benchmarks measure the pipeline with them)."""
     cfg = parse_config(argv)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     source = get_source(cfg.data, cfg.data_root)
@@ -77,7 +79,7 @@ def train(argv=None) -> int:
     precision, why = resolve_precision(cfg.precision, resolve_devices(cfg)[0])
     logger = build_logger(cfg.logger, run_dir, name, cfg.wandb_project, cfg.wandb_entity, cfg.wandb_group,
                           cfg.wandb_job_type)
-    callbacks = [HistoryWriter(run_dir / "history.csv")]
+    callbacks = [HistoryWriter(run_dir / "history.csv"), *extra_callbacks]
     if cfg.logger == "wandb":
         callbacks.append(WandbValidationImages(dm.label_spec, mean, std, cfg.log_images))
     trainer = build_trainer(cfg, run_dir, logger, callbacks, precision, resume_command(argv))
@@ -125,6 +127,10 @@ def train(argv=None) -> int:
         }
         write_results(run_dir / "results.json", results)
         print(f"Results in {run_dir / 'results.json'}")
+        if cfg.report:
+            from drivseg.report import write_report
+
+            print(f"Report in {write_report(run_dir)}")
     return 0
 
 

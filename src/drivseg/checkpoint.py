@@ -38,6 +38,7 @@ def load_module(path: Path) -> SegmentationModule:
     ckpt = read_checkpoint(path)
     hp = dict(ckpt["hyper_parameters"])
     cfg = hp.pop("model_config")
+    hp["compile"] = False  # a training speed-up; inference and export use the plain network
     net = build_model(cfg["arch"], cfg["num_classes"], cfg["encoder"], encoder_weights=None)
     module = SegmentationModule(net, build_loss("ce"), **hp, model_config=cfg)
     # the loss is a training device: weights of a weighted loss live in the state dict, skip them

@@ -101,6 +101,7 @@ def build_module(
         warmup_epochs=cfg.warmup_epochs,
         aux_weight=cfg.aux_weight,
         channels_last=resolve_channels_last(cfg.channels_last, cfg.arch),
+        compile=cfg.compile,
         model_config=model_config,
     )
 

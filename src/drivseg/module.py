@@ -59,6 +59,8 @@ class SegmentationModule(pl.LightningModule):
         aux_weight: weight of each auxiliary (deep supervision) loss; aux outputs are ignored at
             inference.
         channels_last: run the network on NHWC tensors (faster convolutions on CPUs for most CNNs).
+        compile: train and validate through ``torch.compile(net)``; ``forward`` (export, inference)
+            and the checkpoint keep the plain network.
         model_config: everything needed to rebuild ``net`` and its data pipeline from a checkpoint
             (architecture, encoder, dataset, normalisation...). Stored in the checkpoint.
     """
@@ -76,6 +78,7 @@ class SegmentationModule(pl.LightningModule):
         warmup_epochs: float = 0.0,
         aux_weight: float = 0.4,
         channels_last: bool = False,
+        compile: bool = False,
         model_config: Optional[dict] = None,
     ) -> None:
         super().__init__()
@@ -94,6 +97,9 @@ class SegmentationModule(pl.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        # not an attribute nn.Module registers: the compiled wrapper would duplicate every weight in
+        # the state dict under another name
+        object.__setattr__(self, "_run_net", torch.compile(self.net) if compile else self.net)
         self.skipped_samples: list[tuple[str, str]] = []  # (file, reason) with --bad-samples skip
         self.last_matrices: dict[str, torch.Tensor] = {}  # stage -> last epoch's confusion matrix
 
@@ -119,7 +125,7 @@ class SegmentationModule(pl.LightningModule):
         if len(batch["image"]) == 0:
             return None  # every sample of the batch was unreadable (--bad-samples skip)
         images, masks = self._inputs(batch)
-        main, aux = split_outputs(self.net(images))
+        main, aux = split_outputs(self._run_net(images))
         loss = self.loss(resize_logits(main, masks.shape[-2:]), masks)
         for a in aux:
             loss = loss + self.hparams.aux_weight * self.loss(resize_logits(a, masks.shape[-2:]), masks)
@@ -139,7 +145,7 @@ class SegmentationModule(pl.LightningModule):
         if len(batch["image"]) == 0:
             return None
         images, masks = self._inputs(batch)
-        logits = resize_logits(self(images), masks.shape[-2:])
+        logits = resize_logits(split_outputs(self._run_net(images))[0], masks.shape[-2:])
         self.log(f"{stage}/loss", self.loss(logits, masks), sync_dist=True, batch_size=len(images))
         preds = logits.argmax(dim=1)
         metrics.update(preds, masks)
