@@ -104,6 +104,7 @@ def train(argv=None, extra_callbacks: Sequence[pl.Callback] = ()) -> int:
     timing = budget.timing()
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    module.extended_metrics = True  # the final scores add per-image mIoU, boundary F1, per-class Dice
     metrics = to_floats(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)[0])
     val_matrix = module.last_matrices.get("val")
     if dm.has_test:

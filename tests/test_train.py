@@ -103,3 +103,33 @@ def test_median_frequency_class_weights_reach_the_loss(tiny_camvid, tmp_path) ->
     weights = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]["loss.losses.0.weight"]
     assert weights.shape == (11,) and torch.isfinite(weights).all() and weights.min() > 0
     assert weights.median() == pytest.approx(1.0, abs=1e-5)  # median(freq)/freq is 1 at the median class
+
+
+def test_results_hold_the_reading_list_metrics_equal_to_eval_py(tiny_camvid, tmp_path) -> None:
+    import importlib
+
+    from drivseg.evaluation import read_confusion_csv, scores
+
+    run_dir = tmp_path / "run"
+    argv = [*TINY, "--data-root", str(tiny_camvid), "--epochs", "1", "--precision", "32", "--output-dir", str(run_dir)]
+    assert train.main(argv) == 0
+    results = results_of(run_dir)
+    names, matrix = read_confusion_csv(run_dir / "val_confusion.csv")
+    assert names == list(CAMVID_CLASSES) and matrix.sum() > 0
+    expected = scores(matrix, names)
+    assert results["val/mIoU"] == pytest.approx(expected["mIoU"], abs=1e-6)  # the same matrix
+    for key in ("mDice", "fwIoU", "mean_class_acc"):
+        assert results[f"val/{key}"] == pytest.approx(expected[key], abs=1e-6), key
+    for name, value in expected["Dice"].items():
+        if value is not None:
+            assert results[f"val/Dice/{name}"] == pytest.approx(value, abs=1e-6)
+
+    # eval.py scores the same checkpoint one image at a time: per-image mIoU and BF agree
+    eval_script = importlib.import_module("eval")
+    out = tmp_path / "eval.json"
+    assert eval_script.main(["--ckpt", results["best_checkpoint"], "--data-root", str(tiny_camvid),
+                             "--num-workers", "0", "--no-progress", "--output", str(out)]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    assert results["val/mIoU"] == pytest.approx(report["mIoU"], abs=1e-6)
+    assert results["val/mIoU_per_image"] == pytest.approx(report["mIoU_per_image"], abs=1e-6)
+    assert results["val/mBF"] == pytest.approx(report["mBF"], abs=1e-6)

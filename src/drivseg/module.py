@@ -17,6 +17,15 @@ from drivseg.data.transforms import normalize
 from drivseg.errors import DrivsegError
 from drivseg.budget import WallClockBudget
 from drivseg.metrics import StageMetrics, confusion_scores
+from drivseg.scores import (
+    BoundaryF1,
+    PerImageMIoU,
+    class_accuracy,
+    dice_per_class,
+    frequency_weighted_iou,
+    mean_class_accuracy,
+    mean_dice,
+)
 from drivseg.schedule import SCHEDULERS, build_scheduler, step_progress
 
 OPTIMIZERS = {
@@ -90,6 +99,11 @@ class SegmentationModule(pl.LightningModule):
         self.val_metrics = StageMetrics(num_classes)
         self.test_metrics = StageMetrics(num_classes)
         self.val_miou_best = MaxMetric()
+        # per-image scores cost a few ms per image: only when ``extended_metrics`` is set (train.py
+        # sets it for the final scoring of the best checkpoint)
+        self.extended_metrics = False
+        self.per_image_miou = PerImageMIoU(num_classes)
+        self.boundary_f1 = BoundaryF1(num_classes)
         cfg = model_config or {}
         # not persistent: they come from model_config, and checkpoints stay loadable without them
         self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1), persistent=False)
@@ -149,6 +163,9 @@ class SegmentationModule(pl.LightningModule):
         self.log(f"{stage}/loss", self.loss(logits, masks), sync_dist=True, batch_size=len(images))
         preds = logits.argmax(dim=1)
         metrics.update(preds, masks)
+        if self.extended_metrics:
+            self.per_image_miou.update(preds, masks)
+            self.boundary_f1.update(preds, masks)
         return preds
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
@@ -166,7 +183,29 @@ class SegmentationModule(pl.LightningModule):
         self.log(f"{stage}/pixel_acc", scores["pixel_acc"], sync_dist=True)
         for name, value in zip(self.class_names, scores["iou"]):
             self.log(f"{stage}/IoU/{name}", value, sync_dist=True)
+        m = matrix.cpu().numpy()
+        for key, value in (("mDice", mean_dice(m)), ("fwIoU", frequency_weighted_iou(m)),
+                           ("mean_class_acc", mean_class_accuracy(m))):
+            if value is not None:
+                self.log(f"{stage}/{key}", float(value), sync_dist=True)
+        if self.extended_metrics:
+            self._log_extended(m, stage)
         return scores
+
+    def _log_extended(self, matrix, stage: str) -> None:
+        """Per-class Dice, class accuracy and boundary F1, and the per-image mIoU (see drivseg.scores)."""
+        per_image, bf = self.per_image_miou.compute(), self.boundary_f1.per_class()
+        self.per_image_miou.reset()
+        self.boundary_f1.reset()
+        for key, values in (("Dice", dice_per_class(matrix)), ("class_acc", class_accuracy(matrix)), ("BF", bf.cpu().numpy())):
+            for name, value in zip(self.class_names, values):
+                if value == value:  # NaN: the class was never seen, nothing to report
+                    self.log(f"{stage}/{key}/{name}", float(value), sync_dist=True)
+        measured = bf[~bf.isnan()]
+        if len(measured):
+            self.log(f"{stage}/mBF", float(measured.mean()), sync_dist=True)
+        if per_image == per_image:
+            self.log(f"{stage}/mIoU_per_image", float(per_image), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         scores = self._log_epoch(self.val_metrics, "val")
@@ -189,7 +228,9 @@ class SegmentationModule(pl.LightningModule):
         total = max(1, self._stepping_batches())
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = int(hp.warmup_epochs * steps_per_epoch)
-        scheduler = build_scheduler(optimizer, hp.scheduler, total, warmup, hp.lr, self._progress(total))
+        # step -> run progress in [0, 1]; SWA (drivseg.averaging) follows the schedule's clock through it
+        self.progress_fn = self._progress(total)
+        scheduler = build_scheduler(optimizer, hp.scheduler, total, warmup, hp.lr, self.progress_fn)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
