@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,12 @@ CONFIG = {
 }  # fmt: skip
 # every family of the registry: SMP CNN decoders, an SMP transformer, from-scratch networks
 ARCHS = ["unet", "fpn", "deeplabv3plus", "segformer", "fast_scnn", "scratch_segformer"]
+# reading-list architectures; tests/models/test_reading_list_archs.py checks dilated_context (a narrow
+# variant: the 134 M-parameter VGG-16 writes a 537 MB file) and hrnet with O(1) logits (its official
+# std-0.001 initialisation gives ~1e-18 logits here)
+ARCHS += ["hrnet", "segmenter", "bisenetv2"]
+ARCHS.append(pytest.param("hf_segformer", marks=pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None, reason="optional package transformers not installed")))
 # adaptive average pooling (pyramid pooling bins 1, 2, 3, 6) has no dynamic-size ONNX form
 STATIC_ONNX_ONLY = {"fast_scnn"}
 

@@ -17,7 +17,8 @@ import torch.nn as nn
 from pytorch_lightning.utilities import rank_zero_info
 
 from drivseg.errors import ConfigError
-from drivseg.models.scratch import SCRATCH_ARCHS
+from drivseg.models.hf_segformer import build_hf_segformer
+from drivseg.models.scratch import READING_LIST_ARCHS, SCRATCH_ARCHS
 from drivseg.models.tiny_fcn import build_tiny_fcn
 from drivseg.models.smp_models import SMP_ARCHS, default_encoder, smp_encoder_name
 
@@ -25,6 +26,8 @@ ArchBuilder = Callable[..., nn.Module]
 
 ARCHS: dict[str, ArchBuilder] = {**SMP_ARCHS, **SCRATCH_ARCHS}
 ARCHS["tiny_fcn"] = build_tiny_fcn
+ARCHS.update(READING_LIST_ARCHS)
+ARCHS["hf_segformer"] = build_hf_segformer  # needs the optional package transformers
 
 
 def build_model(

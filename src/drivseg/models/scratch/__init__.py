@@ -13,10 +13,14 @@ from typing import Callable, Optional
 import torch.nn as nn
 
 from drivseg.errors import ConfigError
+from drivseg.models.scratch.bisenetv2 import BiSeNetV2
 from drivseg.models.scratch.deeplabv3plus import DeepLabV3Plus
+from drivseg.models.scratch.dilated_context import DilatedContextNet
 from drivseg.models.scratch.fast_scnn import FastSCNN
+from drivseg.models.scratch.hrnet import HRNetV2
 from drivseg.models.scratch.pspnet import PSPNet
 from drivseg.models.scratch.segformer import SegFormerB0
+from drivseg.models.scratch.segmenter import Segmenter
 from drivseg.models.scratch.unet import UNet
 
 ScratchBuilder = Callable[..., nn.Module]
@@ -58,5 +62,16 @@ SCRATCH_ARCHS: dict[str, ScratchBuilder] = {
     "scratch_segformer": _builder("scratch_segformer", SegFormerB0),
     "fast_scnn": _builder("fast_scnn", FastSCNN),
 }
+# papers of the reading list, tested in tests/models/test_reading_list_archs.py (dilated_context is a
+# 134 M-parameter VGG-16: too slow for the 360x480 checks every entry above goes through)
+READING_LIST_ARCHS: dict[str, ScratchBuilder] = {
+    "hrnet": _builder("hrnet", HRNetV2),
+    "segmenter": _builder("segmenter", Segmenter),
+    "bisenetv2": _builder("bisenetv2", BiSeNetV2),
+    "dilated_context": _builder("dilated_context", DilatedContextNet),
+}
 
-__all__ = ["SCRATCH_ARCHS", "UNet", "PSPNet", "DeepLabV3Plus", "SegFormerB0", "FastSCNN"]
+__all__ = [
+    "SCRATCH_ARCHS", "READING_LIST_ARCHS", "UNet", "PSPNet", "DeepLabV3Plus", "SegFormerB0", "FastSCNN",
+    "HRNetV2", "Segmenter", "BiSeNetV2", "DilatedContextNet",
+]  # fmt: skip
