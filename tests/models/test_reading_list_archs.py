@@ -154,6 +154,13 @@ def test_timm_hrnet_encoder_works_with_smp_decoders(arch: str) -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_timm_hrnet_with_a_dilated_decoder_is_one_clear_error() -> None:
+    from drivseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="output stride.*unet, fpn"):
+        build_model("deeplabv3plus", NUM_CLASSES, "hrnet_w18_small_v2")
+
+
 # --- Segmenter -----------------------------------------------------------------------------------
 
 

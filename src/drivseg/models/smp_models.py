@@ -45,6 +45,11 @@ def build_smp(
         )
     except (RuntimeError, ValueError, KeyError) as err:
         raise ConfigError(f"cannot build {arch} with encoder {encoder}: {err}") from err
+    except AssertionError as err:  # timm asserts (without a message) on output strides a backbone lacks
+        raise ConfigError(
+            f"cannot build {arch} with encoder {encoder}: the encoder does not support this architecture's "
+            f"output stride{f' ({err})' if str(err) else ''}; use unet, fpn, upernet or segformer with it"
+        ) from err
     multiple = max(getattr(net.encoder, "output_stride", 32), MIN_MULTIPLE.get(arch, 1))
     return PadToMultiple(net, multiple, MIN_SIZE.get(arch, 1))
 
