@@ -4,6 +4,7 @@
     python eval.py --ckpt a.ckpt --ckpt b.ckpt --weights 0.6,0.4 --data-root DIR --tta ms
     python eval.py --ckpt best.ckpt --data-root DIR --slide 512x512 --stride 341x341
     python eval.py --ckpt best.ckpt --data-root data/cityscapes --format cityscapes   # benchmark table
+    python eval.py --ckpt wandb:ENTITY/PROJECT/model-RUNID:best --data-root DIR      # a --log-checkpoint artifact (online)
 
 checkpoints -> ensemble -> split -> probabilities (TTA / sliding window) -> confusion matrix at the
 label resolution -> mIoU, per-class IoU, pixel accuracy, Dice, fwIoU, class accuracy; per image:
@@ -43,6 +44,7 @@ from drivseg.inference import (  # noqa: E402
     pick_device,
     settings_from_flags,
 )
+from drivseg.loggers import checkpoint_argument  # noqa: E402
 from drivseg.results import write_results  # noqa: E402
 from drivseg.submission import cityscapes_scores, cityscapes_table, require_label_ids  # noqa: E402
 
@@ -68,6 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.ckpt = [checkpoint_argument(c) for c in args.ckpt]  # wandb:ENTITY/PROJECT/NAME:ALIAS -> downloaded file
     settings = settings_from_flags(args)
     model, cfg = ensemble_from_checkpoints(args.ckpt, parse_weights(args.weights, len(args.ckpt)))
     device = pick_device(args.device)

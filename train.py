@@ -33,12 +33,12 @@ from drivseg.entry import run_entry_point  # noqa: E402
 from drivseg.evaluation import write_confusion_csv  # noqa: E402
 from drivseg.experiment import build_datamodule, build_module, class_weights, normalization, run_name  # noqa: E402
 from drivseg.history import HistoryWriter  # noqa: E402
-from drivseg.loggers import build_logger, finish_wandb  # noqa: E402
+from drivseg.loggers import build_logger, finish_wandb, log_config  # noqa: E402
 from drivseg.performance import resolve_precision  # noqa: E402
 from drivseg.results import gather_skipped, iou_table, kill_other_processes, to_floats, write_results  # noqa: E402
 from drivseg.run_dir import prepare_run_dir, resume_command  # noqa: E402
 from drivseg.trainer import build_trainer, resolve_devices  # noqa: E402
-from drivseg.wandb_images import WandbValidationImages  # noqa: E402
+from drivseg.wandb_dashboard import wandb_callbacks  # noqa: E402
 
 SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
@@ -78,10 +78,10 @@ def train(argv=None, extra_callbacks: Sequence[pl.Callback] = ()) -> int:
 
     precision, why = resolve_precision(cfg.precision, resolve_devices(cfg)[0])
     logger = build_logger(cfg.logger, run_dir, name, cfg.wandb_project, cfg.wandb_entity, cfg.wandb_group,
-                          cfg.wandb_job_type)
+                          cfg.wandb_job_type, resume=cfg.resume)
     callbacks = [HistoryWriter(run_dir / "history.csv"), *extra_callbacks]
     if cfg.logger == "wandb":
-        callbacks.append(WandbValidationImages(dm.label_spec, mean, std, cfg.log_images))
+        callbacks += wandb_callbacks(cfg, run_dir, dm.label_spec, mean, std)
     trainer = build_trainer(cfg, run_dir, logger, callbacks, precision, resume_command(argv))
     resolved = vars(cfg) | {"run_dir": str(run_dir), "precision_resolved": precision}
     if trainer.is_global_zero:
@@ -89,8 +89,7 @@ def train(argv=None, extra_callbacks: Sequence[pl.Callback] = ()) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         A.save(dm.train_pipeline(), str(run_dir / "augment.yaml"), data_format="yaml")
-    if logger is not None:
-        logger.log_hyperparams(resolved)
+    log_config(logger, resolved, argv)  # under a W&B sweep: checks the sweep's values are what ran
 
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.resume, weights_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--accumulate-grad-batches", type=int)
     g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16-mixed where bf16 is native, else 32")
     g.add_argument("--ema", type=none_or_float, help="EMA decay of the weights (e.g. 0.999); none: off")
-    g.add_argument("--swa-epochs", type=int, help="stochastic weight averaging over the last N epochs (0: off)")
+    g.add_argument("--swa-epochs", type=int,
+                   help="stochastic weight averaging over the last N epochs, or the last N/epochs of --max-time (0: off)")
     g.add_argument("--swa-lr", type=none_or_float, help="SWA learning rate (default 0.05 * lr)")
     g = p.add_argument_group("hardware")
     g.add_argument("--gpus", type=int, help="N CUDA devices with DDP")
@@ -154,9 +156,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def sweep_style(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Flags as a W&B sweep agent writes them (``${args}``: ``--key=value``, keys as in the sweep
+    YAML) -> flags this parser reads. ``--batch_size=8`` and ``--batch-size=8`` are the same flag;
+    list values (``--crop_size=[176, 240]``) become separate tokens; booleans ``--flag=True`` /
+    ``--flag=False`` become ``--flag`` / ``--no-flag``. Anything else is left for argparse."""
+    options = {s: a for a in parser._actions for s in a.option_strings}
+    out: list[str] = []
+    for arg in argv:
+        if not arg.startswith("--") or arg == "--":
+            out.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        flag = name if name in options else name.replace("_", "-")
+        action = options.get(flag)
+        if action is None:
+            out.append(arg)
+        elif not eq:
+            out.append(flag)
+        elif isinstance(action, argparse.BooleanOptionalAction):
+            truth = value.strip().lower()
+            if truth not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{arg}: expected {name}=true or {name}=false")
+            out.append(flag if truth in ("true", "1", "yes") else "--no-" + flag[2:])
+        elif action.nargs not in (None, "?"):
+            text = value.strip()
+            items = yaml.safe_load(text) if text.startswith("[") and text.endswith("]") else text.replace(",", " ").split()
+            out += [flag, *[str(v) for v in items]]
+        else:
+            out.append(f"{flag}={value}")
+    return out
+
+
 def parse_config(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Two passes: find ``--config``, then parse flags over the merged YAML defaults."""
     parser = build_parser()
+    argv = sweep_style(sys.argv[1:] if argv is None else argv, parser)
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--config", type=Path)
     known, _ = first.parse_known_args(argv)
@@ -204,4 +239,13 @@ def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
         raise ConfigError("--folds-file and --fold go together (cv.py sets both for each fold)")
     if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
         raise ConfigError(f"--ema {cfg.ema}: expected a decay between 0 and 1, e.g. 0.999")
+    if cfg.ema is not None and cfg.swa_epochs:
+        raise ConfigError(f"--ema {cfg.ema} and --swa-epochs {cfg.swa_epochs} both average the weights; choose one")
+    if not 0 <= cfg.swa_epochs <= cfg.epochs:
+        raise ConfigError(f"--swa-epochs {cfg.swa_epochs}: expected 0 (off) to --epochs ({cfg.epochs}); SWA averages "
+                          "the last N of the epochs (of the budget's epochs with --max-time)")
+    if cfg.log_checkpoint and cfg.logger != "wandb":
+        raise ConfigError(f"--log-checkpoint uploads best.ckpt to W&B; it needs --logger wandb, not --logger {cfg.logger}")
+    if cfg.swa_lr is not None and cfg.swa_lr <= 0:
+        raise ConfigError(f"--swa-lr {cfg.swa_lr}: expected a positive learning rate (default 0.05 x --lr)")
     return cfg

@@ -91,7 +91,10 @@ class SegmentationModule(pl.LightningModule):
         model_config: Optional[dict] = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "loss"])
+        # logger=False: train.py logs the resolved config itself (drivseg.loggers.log_config); these
+        # arguments logged on top would overwrite keys of it (channels_last: auto -> False) and fight
+        # the keys a W&B sweep locks. They are still saved in every checkpoint.
+        self.save_hyperparameters(ignore=["net", "loss"], logger=False)
         self.net = net
         self.loss = loss
         self.class_names = list(class_names)

@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.strategies import DDPStrategy
 
+from drivseg.averaging import averaging_callbacks
 from drivseg.budget import ValidationCadence, WallClockBudget
 from drivseg.checkpointing import AtomicCheckpointIO, RngState, RunCheckpoints
 from drivseg.durations import parse_cadence, parse_duration
@@ -52,7 +53,8 @@ def build_strategy(name: str, timeout_seconds: Optional[float]):
 
 
 def build_callbacks(cfg: argparse.Namespace, run_dir: Path, resume_hint: str = "") -> list[pl.Callback]:
-    """Budget (first: the others read its stop), validation cadence, checkpoints, RNG states."""
+    """Budget (first: the others read its stop), validation cadence, checkpoints, RNG states, and
+    the weight average of ``--ema`` / ``--swa-epochs`` (see ``drivseg.averaging``)."""
     checkpoints = run_dir / "checkpoints"
     best = ModelCheckpoint(
         dirpath=checkpoints,
@@ -70,6 +72,7 @@ def build_callbacks(cfg: argparse.Namespace, run_dir: Path, resume_hint: str = "
         RunCheckpoints(checkpoints, cfg.save_every_epoch, parse_duration(cfg.checkpoint_every, "--checkpoint-every"),
                        resume_hint),
         RngState(),
+        *averaging_callbacks(cfg),
     ]
 
 
