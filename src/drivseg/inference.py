@@ -156,6 +156,24 @@ def predict_probs(
 
 
 @torch.no_grad()
+def predict_views(
+    model: ProbFn, images: torch.Tensor, views: Sequence[tuple[float, bool]]
+) -> list[torch.Tensor]:
+    """Probabilities (B, C, H, W) of each (scale, mirrored) view on its own, at the input size.
+
+    The mean over ``InferenceSettings(...).views()`` is ``predict_probs`` (whole images); kept
+    apart so ensemble.py can score every combination of views from one forward pass per view.
+    """
+    size = images.shape[-2:]
+    out = []
+    for scale, mirrored in views:
+        x = rescale(images, scale)
+        probs = model(x.flip(-1) if mirrored else x)
+        out.append(resize(probs.flip(-1) if mirrored else probs, size))
+    return out
+
+
+@torch.no_grad()
 def slide_probs(
     model: ProbFn, images: torch.Tensor, window: Sequence[int], stride: Sequence[int]
 ) -> torch.Tensor:
