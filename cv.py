@@ -11,22 +11,10 @@ the K-fold ensemble on the splits outside the pool -> cv_results.json. Every tra
 accepted and passed to every fold; see ``drivseg.cv``.
 """
 
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-
-import train  # noqa: E402
-from drivseg import cv  # noqa: E402
-from drivseg.entry import run_entry_point  # noqa: E402
-
-
-def main(argv=None) -> int:
-    """Run the folds (each one ``train.main``, in this process), then score the experiment."""
-    return cv.main(argv, train.main)
-
+from drivseg.entry import run_entry_point
+from drivseg.scripts.cv import main  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(run_entry_point(main))

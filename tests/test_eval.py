@@ -11,14 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-import train
 from drivseg.checkpoint import load_module
 from drivseg.data.camvid import CAMVID_CLASSES
 from drivseg.entry import run_entry_point
 from drivseg.evaluation import ConfusionMatrix, read_confusion_csv, scores
 from drivseg.metrics import StageMetrics
 
-from tests.conftest import train_tiny_checkpoint, write_segnet_dataset
+from tests.conftest import train_tiny_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -15,13 +15,13 @@ from drivseg.data.taxonomy import TAXONOMIES
 from drivseg.errors import ConfigError
 from drivseg.data.transforms import augment_path
 from drivseg.durations import parse_cadence, parse_duration
+from drivseg.paths import configs_dir
 from drivseg.sizes import parse_size
 from drivseg.losses import LOSSES
 from drivseg.models import ARCHS
 from drivseg.module import OPTIMIZERS, SCHEDULERS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+DEFAULT_CONFIG = configs_dir() / "default.yaml"
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed", "bf16-true", "64")
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 
@@ -202,7 +202,7 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         if unknown:
             raise ConfigError(
                 f"config file {known.config}: unknown option(s) {unknown}; valid options are the keys "
-                f"of {DEFAULT_CONFIG.relative_to(REPO_ROOT)}"
+                f"of {DEFAULT_CONFIG}"
             )
         defaults.update(overrides)
     parser.set_defaults(**defaults)

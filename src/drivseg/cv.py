@@ -29,7 +29,8 @@ from typing import Callable, Iterator, Optional, Sequence
 import torch
 import yaml
 
-from drivseg.cli import REPO_ROOT, parse_config
+from drivseg.cli import parse_config
+from drivseg.paths import REPO_ROOT
 from drivseg.data import get_source
 from drivseg.data.datamodule import resolve_root
 from drivseg.data.download import download_for
@@ -283,7 +284,7 @@ def several_processes(cfg: argparse.Namespace) -> bool:
 def train_fold(argv: Sequence[str], cfg: argparse.Namespace, train_main: TrainMain) -> int:
     """``train.main(argv)`` in this process, or ``python train.py ARGV`` in a child process for DDP."""
     if several_processes(cfg):
-        return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *argv]).returncode
+        return subprocess.run([sys.executable, "-m", "drivseg.scripts.train", *argv]).returncode
     with own_run_name():
         return train_main(argv)
 

@@ -38,6 +38,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from drivseg.data import get_source
+from drivseg.paths import configs_dir
 from drivseg.data.datamodule import resolve_root
 from drivseg.data.dataset import SegmentationDataset
 from drivseg.data.label_spec import IGNORE_INDEX, LabelSpec
@@ -47,7 +48,7 @@ from drivseg.evaluation import iou_per_class, plot_confusion, plot_iou, read_con
 from drivseg.inference import member_from_checkpoint
 
 REPORT_FILE = "report.html"
-DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+DEFAULTS = configs_dir() / "default.yaml"
 SECTION_IDS = ("config", "curves", "iou", "confusion", "samples", "timings")
 SAMPLE_WIDTH = 320  # pixels per panel: enough to judge a mask, small enough to mail the file
 

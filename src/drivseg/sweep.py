@@ -37,8 +37,10 @@ import numpy as np
 import yaml
 
 from drivseg.errors import ConfigError
+from drivseg.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# the project's own programs run from the package (also when drivseg is installed without a checkout)
+PACKAGE_PROGRAMS = {"train.py": "drivseg.scripts.train", "cv.py": "drivseg.scripts.cv"}
 METHODS = ("grid", "random", "bayes")
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 DROPPED_MACROS = {"${env}", "${interpreter}", "${program}"}
@@ -258,6 +260,8 @@ def sweep_dir_of(sweep: Sweep) -> Path:
 
 def program_main(program: str) -> Callable[[list[str]], int]:
     """``main(argv) -> exit code`` of a script such as train.py or cv.py (repository-relative)."""
+    if program in PACKAGE_PROGRAMS:
+        return importlib.import_module(PACKAGE_PROGRAMS[program]).main
     path = Path(program)
     path = path if path.is_absolute() else (REPO_ROOT / path if (REPO_ROOT / path).is_file() else path.resolve())
     if not path.is_file():

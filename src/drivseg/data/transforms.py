@@ -21,8 +21,9 @@ from albumentations.pytorch import ToTensorV2
 
 from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.errors import ConfigError
+from drivseg.paths import configs_dir
 
-AUGMENT_DIR = Path(__file__).resolve().parents[3] / "configs" / "augment"
+AUGMENT_DIR = configs_dir() / "augment"
 DEFAULT_AUGMENT = "default"
 
 
