@@ -42,9 +42,17 @@ MODELS = {
     "fpn-lite0": ("fpn", "tf_efficientnet_lite0", "imagenet"),
     "deeplabv3plus-r18": ("deeplabv3plus", "resnet18", "none"),
     "deeplabv3plus-lite0": ("deeplabv3plus", "tf_efficientnet_lite0", "imagenet"),
+    "pspnet-lite0": ("pspnet", "tf_efficientnet_lite0", "imagenet"),
     "fast_scnn": ("fast_scnn", None, "none"),
+    "bisenetv2": ("bisenetv2", None, "none"),
+    "hrnet": ("hrnet", None, "none"),
+    "scratch_unet": ("scratch_unet", None, "none"),
     "scratch_segformer": ("scratch_segformer", None, "none"),
+    "segmenter": ("segmenter", None, "none"),
 }
+# the rows of the parity table (the issue's list); the others are for the channels_last study
+PARITY_MODELS = ["unet-r18", "unet-lite0", "fpn-r18", "fpn-lite0", "deeplabv3plus-r18", "deeplabv3plus-lite0",
+                 "fast_scnn", "scratch_segformer"]
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -58,10 +66,13 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a large square matmul: the practical peak of this CPU for ``dtype``."""
+def matmul_peak(dtype: torch.dtype, n: int = 3072, repeats: int = 7) -> float:
+    """FLOP/s of a large square matmul, best of ``repeats``: the practical peak of this CPU for ``dtype``
+    (the best, not the median: a peak is what the hardware can do when nothing else runs)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats)
+    torch.mm(a, b)
+    best = min(median_time(lambda: torch.mm(a, b), 1, warmup=0) for _ in range(repeats))
+    return 2 * n**3 / best
 
 
 def forward_macs(net: torch.nn.Module, size: tuple[int, int]) -> float:
@@ -93,9 +104,10 @@ def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: s
         "--data", "camvid", "--data-root", str(args.data_root), "--arch", arch,
         "--encoder", str(encoder), "--encoder-weights", weights, "--crop-size", args.crop,
         "--scale-range", "1", "1", "--batch-size", str(args.batch), "--num-workers", str(args.workers),
-        "--epochs", "2", "--limit-train-batches", str(args.steps), "--limit-val-batches", "0.01",
+        "--epochs", "2", "--limit-train-batches", str(args.steps), "--limit-val-batches", "0.1",
         "--val-every", "1000", "--logger", "csv", "--precision", precision, "--no-report",
         "--output-dir", str(run_dir), "--overwrite", "--optimizer", "adamw", "--loss", "ce",
+        "--channels-last", args.channels_last,
     ]  # fmt: skip
 
 
@@ -127,8 +139,10 @@ def plain_rate(model: str, args, precision: str) -> float:
     autocast = precision == "bf16-mixed"
     times = []
     net.train()
-    for _epoch in range(2):
-        for i, batch in enumerate(dm.train_dataloader()):
+    loader = dm.train_dataloader()  # once: its workers persist across epochs, as in train.py
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        for i, batch in enumerate(loader):
             if i == args.steps:
                 break
             images = normalize(batch["image"], mean_t, std_t)
@@ -161,8 +175,13 @@ def parity(models: list[str], args) -> list[dict]:
         macs = forward_macs(build_model(arch, 11, encoder, None), size)
         a, b = [], []
         for r in range(args.repeats):
-            a.append(lightning_rate(model, args, tmp / f"{model}-{r}", precision))
-            b.append(plain_rate(model, args, precision))
+            # alternate which goes first, so a drift of the machine's speed favours neither
+            if r % 2 == 0:
+                a.append(lightning_rate(model, args, tmp / f"{model}-{r}", precision))
+                b.append(plain_rate(model, args, precision))
+            else:
+                b.append(plain_rate(model, args, precision))
+                a.append(lightning_rate(model, args, tmp / f"{model}-{r}", precision))
             print(f"{model} repeat {r}: lightning {a[-1]:.2f} img/s, plain {b[-1]:.2f} img/s", flush=True)
         ma, mb = statistics.median(a), statistics.median(b)
         flops = 3 * macs * 2 * ma
@@ -170,6 +189,23 @@ def parity(models: list[str], args) -> list[dict]:
                      "plain_img_s": mb, "ratio": ma / mb, "ratios": [x / y for x, y in zip(a, b)],
                      "gflop_s": flops / 1e9, "utilisation": flops / peak[precision],
                      "utilisation_of_fp32_peak": flops / peak["32"]})  # fmt: skip
+    return rows
+
+
+def channels_last_study(models: list[str], args) -> list[dict]:
+    """Plain-loop training images/s with NHWC against NCHW tensors, alternating, per model."""
+    from drivseg.performance import resolve_precision
+
+    precision = resolve_precision(args.precision, "cpu")[0]
+    rows = []
+    for model in models:
+        rates: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(args.repeats):
+            for setting in ("off", "on"):
+                rates[setting].append(plain_rate(model, argparse.Namespace(**{**vars(args), "channels_last": setting}), precision))
+        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+        rows.append({"model": model, "precision": precision, "nchw_img_s": off, "nhwc_img_s": on, "ratio": on / off})
+        print(f"{model}: channels_last {on:.2f} img/s, contiguous {off:.2f} img/s, ratio {on / off:.3f}", flush=True)
     return rows
 
 
@@ -245,7 +281,7 @@ def markdown(parity_rows: list[dict], inference_rows: list[dict]) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", required=True, help="CamVid (SegNet layout)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=PARITY_MODELS, choices=list(MODELS))
     p.add_argument("--inference-models", nargs="+", default=["fast_scnn", "fpn-lite0"], choices=list(MODELS))
     p.add_argument("--crop", default="352x480", help="train crop HxW")
     p.add_argument("--batch", type=int, default=4)
@@ -255,11 +291,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precision", default="auto")
     p.add_argument("--compile", action="store_true", help="also time torch.compile at inference")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--channels-last-study", action="store_true",
+                   help="only compare channels_last on/off in the plain loop, per model")
     p.add_argument("--inference-only", action="store_true")
     p.add_argument("--no-inference", action="store_true")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     np.random.seed(0)
+    if args.channels_last_study:
+        rows = channels_last_study(args.models, args)
+        if args.json:
+            args.json.write_text(json.dumps({"channels_last": rows}, indent=2))
+        return
     parity_rows = [] if args.inference_only else parity(args.models, args)
     inference_rows = [] if args.no_inference else inference(args.inference_models, args)
     print(markdown(parity_rows, inference_rows))

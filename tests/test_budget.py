@@ -15,7 +15,7 @@ from drivseg.durations import Cadence, parse_cadence, parse_duration
 from drivseg.errors import ConfigError
 from drivseg.losses import build_loss
 from drivseg.module import SegmentationModule
-from drivseg.performance import resolve_precision
+from drivseg.performance import resolve_channels_last, resolve_precision
 
 CLASSES = ["a", "b", "c"]
 LR = 0.1
@@ -159,3 +159,10 @@ def test_precision_auto_picks_bf16_only_where_the_cpu_has_it(flags, expected) ->
     precision, why = resolve_precision("auto", "cpu", flags)
     assert precision == expected and why
     assert resolve_precision("16-mixed", "cpu", flags)[0] == "16-mixed"  # an explicit choice is kept
+
+
+def test_channels_last_auto_follows_the_measured_families_and_yields_to_deterministic() -> None:
+    assert resolve_channels_last("auto", "unet") and resolve_channels_last("auto", "fast_scnn")
+    assert not resolve_channels_last("auto", "segmenter")  # measured slower: transformers stay contiguous
+    assert not resolve_channels_last("auto", "unet", deterministic=True)
+    assert resolve_channels_last("on", "segmenter", deterministic=True) and not resolve_channels_last("off", "unet")
