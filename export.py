@@ -1,17 +1,12 @@
 """Export a checkpoint to ONNX or TorchScript, then check the exported model against PyTorch.
 
-    python export.py --ckpt runs/x/checkpoints/best.ckpt --format onnx --output model.onnx --dynamic
-    python export.py --ckpt best.ckpt --format torchscript --output model.pt --height 360 --width 480
-    python export.py --ckpt best.ckpt --format onnx --output model.onnx --benchmark 20   # latency
-
-checkpoint -> network -> trace -> file (+ classes, palette, normalisation) -> parity check -> latency.
-The exported model takes normalised images, (pixel / 255 - mean) / std, and returns logits.
+Usage and options: ``python export.py --help``; the code is ``drivseg.scripts.export``.
 """
 
 import sys
 
 from drivseg.entry import run_entry_point
-from drivseg.scripts.export import main  # noqa: F401
+from drivseg.scripts.export import main
 
 if __name__ == "__main__":
     sys.exit(run_entry_point(main))

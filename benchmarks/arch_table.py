@@ -23,12 +23,18 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from drivseg.models import ARCHS, build_model  # noqa: E402
+from drivseg.models.smp_models import DEFAULT_ENCODERS, SMP_ARCHS  # noqa: E402
 from drivseg.module import split_outputs  # noqa: E402
 
 DEFAULT_ARCHS = [
     "fast_scnn", "scratch_unet", "scratch_pspnet", "scratch_deeplabv3plus", "scratch_segformer",
     "unet", "fpn", "pspnet", "deeplabv3plus", "segformer",
 ]  # fmt: skip
+
+
+# the README table's encoder for the SMP convolutional decoders (the package default is now
+# tf_efficientnet_lite0); segformer and dpt keep their transformer defaults
+TABLE_ENCODER = "resnet18"
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -42,7 +48,8 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def measure(arch: str, size: tuple[int, int], batch: int, repeats: int) -> dict:
-    net = build_model(arch, num_classes=11)
+    encoder = TABLE_ENCODER if arch in SMP_ARCHS and arch not in DEFAULT_ENCODERS else None
+    net = build_model(arch, num_classes=11, encoder=encoder)
     params = sum(p.numel() for p in net.parameters())
     x = torch.randn(1, 3, *size)
     net.eval()

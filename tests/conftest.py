@@ -75,20 +75,25 @@ def run_train(args: list[str], tmp_path: Path, timeout: int = 600, **env: str) -
     )
 
 
-def train_tiny_checkpoint(tmp_dir: Path, arch: str = "tiny_fcn") -> tuple[Path, Path]:
-    """(dataset root, checkpoint): ``arch`` trained for one epoch on a 48x64 CamVid-layout set."""
+def train_single_threaded(argv: list[str]) -> None:
+    """``train.main(argv)`` in this process with one torch thread (see one_torch_thread); asserts it succeeds."""
     import train
 
-    root = write_segnet_dataset(tmp_dir / "camvid", {"train": 8, "val": 5})
-    argv = ["--data", "camvid", "--data-root", str(root), "--arch", arch, "--crop-size", "32x48",
-            "--batch-size", "4", "--num-workers", "0", "--logger", "none", "--epochs", "1",
-            "--output-dir", str(tmp_dir / "run")]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_torch_thread
+    torch.set_num_threads(1)
     try:
         assert train.main(argv) == 0
     finally:
         torch.set_num_threads(threads)
+
+
+def train_tiny_checkpoint(tmp_dir: Path, arch: str = "tiny_fcn") -> tuple[Path, Path]:
+    """(dataset root, checkpoint): ``arch`` trained for one epoch on a 48x64 CamVid-layout set."""
+    root = write_segnet_dataset(tmp_dir / "camvid", {"train": 8, "val": 5})
+    argv = ["--data", "camvid", "--data-root", str(root), "--arch", arch, "--crop-size", "32x48",
+            "--batch-size", "4", "--num-workers", "0", "--logger", "none", "--epochs", "1",
+            "--output-dir", str(tmp_dir / "run")]
+    train_single_threaded(argv)
     return root, tmp_dir / "run" / "checkpoints" / "last.ckpt"
 
 

@@ -83,7 +83,32 @@ def test_help_lists_every_registry(capsys) -> None:
 @pytest.mark.parametrize("path", sorted((DEFAULT_CONFIG.parent / "experiments").glob("*.yaml")), ids=lambda p: p.stem)
 def test_experiment_configs_resolve(path) -> None:
     cfg = parse_config(["--config", str(path)])
-    # camvid_<arch>.yaml trains <arch> on camvid
-    data, arch = path.stem.split("_", 1)
-    assert (cfg.data, cfg.arch) == (data, arch)
+    # camvid_<arch>.yaml trains <arch> on camvid; camvid_cpu_<budget>.yaml are budget recipes
+    data, rest = path.stem.split("_", 1)
+    assert cfg.data == data
+    if rest.startswith("cpu_"):
+        assert cfg.max_time is not None and cfg.arch in ARCHS
+    else:
+        assert cfg.arch == rest
     assert cfg.crop_size is not None and len(cfg.crop_size) == 2
+
+
+def test_default_encoder_is_lite0_with_its_offline_imagenet_weights_and_normalisation() -> None:
+    from drivseg.experiment import normalization
+
+    cfg = parse_config([])
+    assert (cfg.arch, cfg.encoder, cfg.encoder_weights) == ("unet", "tf_efficientnet_lite0", "imagenet")
+    assert normalization(cfg.encoder, cfg.encoder_weights) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    "argv, weights",
+    [(["--arch", "fast_scnn"], None),  # from scratch: nothing to load
+     (["--arch", "segformer"], None),  # mit_b0 would need a download
+     (["--encoder", "resnet34"], None),
+     (["--encoder", "tf_efficientnet_lite2"], "imagenet"),
+     (["--encoder-weights", "none"], None),
+     (["--encoder", "resnet34", "--encoder-weights", "imagenet"], "imagenet")],  # an explicit choice is kept
+)
+def test_auto_encoder_weights_load_imagenet_only_where_no_download_is_needed(argv, weights) -> None:
+    assert parse_config(argv).encoder_weights == weights

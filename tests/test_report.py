@@ -23,7 +23,7 @@ from drivseg.entry import run_entry_point
 from drivseg.evaluation import write_confusion_csv
 from drivseg.report import SECTION_IDS, curve_series, score_val_split, write_report
 
-from tests.conftest import write_segnet_dataset
+from tests.conftest import train_single_threaded, write_segnet_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,19 +85,12 @@ def read_page(path: Path) -> Page:
 
 def train_csv_run(tmp_dir: Path) -> tuple[Path, Path]:
     """(dataset root, run dir): tiny_fcn trained by train.main for 2 epochs with the CSV logger."""
-    import train
-
     root = write_segnet_dataset(tmp_dir / "camvid", {"train": 8, "val": 5})
     run = tmp_dir / "run"
     argv = ["--data", "camvid", "--data-root", str(root), "--arch", "tiny_fcn", "--crop-size", "32x48",
             "--batch-size", "4", "--num-workers", "0", "--logger", "csv", "--epochs", "2",
             "--output-dir", str(run)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_torch_thread
-    try:
-        assert train.main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    train_single_threaded(argv)
     return root, run
 
 

@@ -34,7 +34,7 @@ from drivseg.submission import (
     to_label_ids,
 )
 
-from tests.conftest import train_tiny_checkpoint
+from tests.conftest import train_single_threaded, train_tiny_checkpoint
 from tests.data.fixtures_cityscapes import write_cityscapes_frame, write_png
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -80,18 +80,11 @@ def write_learnable_cityscapes(root: Path, seed: int = 0) -> Path:
 
 def train_tiny_cityscapes_checkpoint(tmp_dir: Path) -> tuple[Path, Path]:
     """(dataset root, best checkpoint): tiny_fcn trained by train.main for one epoch, csv logger."""
-    import train
-
     root = write_learnable_cityscapes(tmp_dir / "cityscapes")
     argv = ["--data", "cityscapes", "--data-root", str(root), "--arch", "tiny_fcn", "--crop-size", "none",
             "--batch-size", "1", "--lr", "0.02", "--num-workers", "0", "--logger", "csv", "--epochs", "1",
             "--output-dir", str(tmp_dir / "run")]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_torch_thread
-    try:
-        assert train.main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    train_single_threaded(argv)
     return root, tmp_dir / "run" / "checkpoints" / "best.ckpt"
 
 

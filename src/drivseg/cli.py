@@ -16,9 +16,11 @@ from drivseg.errors import ConfigError
 from drivseg.data.transforms import augment_path
 from drivseg.durations import parse_cadence, parse_duration
 from drivseg.paths import configs_dir
+from pytorch_lightning.utilities import rank_zero_info
 from drivseg.sizes import parse_size
 from drivseg.losses import LOSSES
-from drivseg.models import ARCHS
+from drivseg.models import ARCHS, resolve_encoder_weights
+from drivseg.models.smp_models import SMP_ARCHS, default_encoder
 from drivseg.module import OPTIMIZERS, SCHEDULERS
 
 DEFAULT_CONFIG = configs_dir() / "default.yaml"
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=sorted(ARCHS), help="architecture")
     g.add_argument("--encoder", type=none_or_str, help="SMP encoder name or tu-<timm model>")
-    g.add_argument("--encoder-weights", type=none_or_str, help="none | imagenet | PATH")
+    g.add_argument("--encoder-weights", type=none_or_str,
+                   help="auto (ImageNet where it loads offline) | none | imagenet | PATH")
     g.add_argument("--aux-weight", type=float, help="weight of auxiliary losses")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), help="NHWC tensors for the network")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the network")
@@ -221,6 +224,11 @@ def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
     for key in ("ema", "swa_lr"):
         setattr(cfg, key, none_or_float(getattr(cfg, key)))
     cfg.fold = none_or_int(cfg.fold)
+    if cfg.arch in SMP_ARCHS and cfg.encoder is None:
+        cfg.encoder = default_encoder(cfg.arch)  # explicit in config.yaml, the run name and the normalisation
+    if cfg.encoder_weights == "auto" and cfg.arch in ARCHS:
+        cfg.encoder_weights, why = resolve_encoder_weights(cfg.arch, cfg.encoder, cfg.encoder_weights)
+        rank_zero_info(f"encoder weights {cfg.encoder_weights or 'none'} (auto: {why})")
     cfg.val_every = str(cfg.val_every)
     # argparse checks `choices` only for values given as flags, not for defaults from YAML
     for action in parser._actions:

