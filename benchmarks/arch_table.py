@@ -37,8 +37,11 @@ DEFAULT_ARCHS = [
 TABLE_ENCODER = "resnet18"
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN kernel selection
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls (allocator, oneDNN
+    kernel selection, compilation)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

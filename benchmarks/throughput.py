@@ -34,6 +34,8 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from benchmarks.arch_table import median_seconds  # noqa: E402
+
 # name -> (arch, encoder, encoder weights)
 MODELS = {
     "unet-r18": ("unet", "resnet18", "none"),
@@ -55,23 +57,12 @@ PARITY_MODELS = ["unet-r18", "unet-lite0", "fpn-r18", "fpn-lite0", "deeplabv3plu
                  "fast_scnn", "scratch_segformer"]
 
 
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def matmul_peak(dtype: torch.dtype, n: int = 3072, repeats: int = 7) -> float:
     """FLOP/s of a large square matmul, best of ``repeats``: the practical peak of this CPU for ``dtype``
     (the best, not the median: a peak is what the hardware can do when nothing else runs)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
-    best = min(median_time(lambda: torch.mm(a, b), 1, warmup=0) for _ in range(repeats))
+    best = min(median_seconds(lambda: torch.mm(a, b), 1, warmup=0) for _ in range(repeats))
     return 2 * n**3 / best
 
 
@@ -256,7 +247,7 @@ def inference(models: list[str], args) -> list[dict]:
                     print(f"{model} batch {batch}: torch.compile took {time.perf_counter() - start:.0f} s")
                     variants["torch.compile bf16"] = compiled_bf16
                 for name, fn in variants.items():
-                    seconds = median_time(fn, args.repeats, warmup=2)
+                    seconds = median_seconds(fn, args.repeats, warmup=2)
                     rows.append({"model": model, "batch": batch, "variant": name, "ms": 1000 * seconds,
                                  "img_s": batch / seconds})
                     print(f"{model} batch {batch} {name}: {1000 * seconds:.0f} ms, {batch / seconds:.1f} img/s", flush=True)

@@ -124,8 +124,8 @@ def test_check_data_clean_dataset_passes(tmp_path, tiny_camvid, capsys) -> None:
 def test_imagenet_weights_offline_is_one_line_with_the_way_out(tmp_path, tiny_camvid) -> None:
     from tests.conftest import run_train
 
-    proc = run_train([*ARGS, "--data-root", str(tiny_camvid), "--encoder-weights", "imagenet",
-                      "--output-dir", str(tmp_path / "run")], tmp_path, HF_HUB_OFFLINE="1")  # fmt: skip
+    proc = run_train([*ARGS, "--data-root", str(tiny_camvid), "--encoder", "resnet18",
+                      "--encoder-weights", "imagenet", "--output-dir", str(tmp_path / "run")], tmp_path, HF_HUB_OFFLINE="1")  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     err = proc.stderr.strip().splitlines()[-1]
     assert err.startswith("error: --encoder-weights imagenet for resnet18 needs internet")

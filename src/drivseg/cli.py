@@ -16,7 +16,7 @@ from drivseg.errors import ConfigError
 from drivseg.data.transforms import augment_path
 from drivseg.durations import parse_cadence, parse_duration
 from drivseg.paths import configs_dir
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_only
 from drivseg.sizes import parse_size
 from drivseg.losses import LOSSES
 from drivseg.models import ARCHS, resolve_encoder_weights
@@ -228,7 +228,8 @@ def normalise(cfg: argparse.Namespace, parser: argparse.ArgumentParser) -> argpa
         cfg.encoder = default_encoder(cfg.arch)  # explicit in config.yaml, the run name and the normalisation
     if cfg.encoder_weights == "auto" and cfg.arch in ARCHS:
         cfg.encoder_weights, why = resolve_encoder_weights(cfg.arch, cfg.encoder, cfg.encoder_weights)
-        rank_zero_info(f"encoder weights {cfg.encoder_weights or 'none'} (auto: {why})")
+        if rank_zero_only.rank == 0:  # stdout, like the precision line: stderr is for errors
+            print(f"encoder weights {cfg.encoder_weights or 'none'} (auto: {why})")
     cfg.val_every = str(cfg.val_every)
     # argparse checks `choices` only for values given as flags, not for defaults from YAML
     for action in parser._actions:

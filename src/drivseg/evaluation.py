@@ -23,15 +23,7 @@ from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.data.transforms import to_unit_float
 from drivseg.errors import DataError
 from drivseg.inference import InferenceSettings, ProbFn, predict_probs, resize
-from drivseg.scores import (
-    BoundaryF1,
-    PerImageMIoU,
-    class_accuracy,
-    dice_per_class,
-    frequency_weighted_iou,
-    mean_class_accuracy,
-    mean_dice,
-)
+from drivseg.scores import BoundaryF1, PerImageMIoU, matrix_per_class, matrix_summary
 
 
 class ConfusionMatrix:
@@ -71,11 +63,8 @@ def scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict:
         "mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else None,
         "pixel_acc": float(np.trace(matrix) / total) if total else None,
         "IoU": per_class_dict(iou, class_names),
-        "mDice": mean_dice(matrix),
-        "Dice": per_class_dict(dice_per_class(matrix), class_names),
-        "fwIoU": frequency_weighted_iou(matrix),
-        "mean_class_acc": mean_class_accuracy(matrix),
-        "class_acc": per_class_dict(class_accuracy(matrix), class_names),
+        **matrix_summary(matrix),
+        **{key: per_class_dict(values, class_names) for key, values in matrix_per_class(matrix).items()},
     }
 
 

@@ -17,15 +17,7 @@ from drivseg.data.transforms import normalize
 from drivseg.errors import DrivsegError
 from drivseg.budget import WallClockBudget
 from drivseg.metrics import StageMetrics, confusion_scores
-from drivseg.scores import (
-    BoundaryF1,
-    PerImageMIoU,
-    class_accuracy,
-    dice_per_class,
-    frequency_weighted_iou,
-    mean_class_accuracy,
-    mean_dice,
-)
+from drivseg.scores import BoundaryF1, PerImageMIoU, matrix_per_class, matrix_summary
 from drivseg.schedule import SCHEDULERS, build_scheduler, step_progress
 
 OPTIMIZERS = {
@@ -187,8 +179,7 @@ class SegmentationModule(pl.LightningModule):
         for name, value in zip(self.class_names, scores["iou"]):
             self.log(f"{stage}/IoU/{name}", value, sync_dist=True)
         m = matrix.cpu().numpy()
-        for key, value in (("mDice", mean_dice(m)), ("fwIoU", frequency_weighted_iou(m)),
-                           ("mean_class_acc", mean_class_accuracy(m))):
+        for key, value in matrix_summary(m).items():
             if value is not None:
                 self.log(f"{stage}/{key}", float(value), sync_dist=True)
         if self.extended_metrics:
@@ -200,7 +191,7 @@ class SegmentationModule(pl.LightningModule):
         per_image, bf = self.per_image_miou.compute(), self.boundary_f1.per_class()
         self.per_image_miou.reset()
         self.boundary_f1.reset()
-        for key, values in (("Dice", dice_per_class(matrix)), ("class_acc", class_accuracy(matrix)), ("BF", bf.cpu().numpy())):
+        for key, values in (matrix_per_class(matrix) | {"BF": bf.cpu().numpy()}).items():
             for name, value in zip(self.class_names, values):
                 if value == value:  # NaN: the class was never seen, nothing to report
                     self.log(f"{stage}/{key}/{name}", float(value), sync_dist=True)

@@ -85,6 +85,17 @@ def mean_class_accuracy(matrix: np.ndarray) -> Optional[float]:
 # ---------------------------------------------------------------- per image
 
 
+def matrix_summary(matrix: np.ndarray) -> dict[str, Optional[float]]:
+    """The scalar scores of a confusion matrix beyond mIoU: ``mDice``, ``fwIoU``, ``mean_class_acc``."""
+    return {"mDice": mean_dice(matrix), "fwIoU": frequency_weighted_iou(matrix),
+            "mean_class_acc": mean_class_accuracy(matrix)}  # fmt: skip
+
+
+def matrix_per_class(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-class scores of a confusion matrix beyond IoU: ``Dice``, ``class_acc`` (NaN: unmeasured)."""
+    return {"Dice": dice_per_class(matrix), "class_acc": class_accuracy(matrix)}
+
+
 def per_image_confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(B, C, C) int64 confusion matrices ``[image, true, predicted]``; pixels labelled 255 skipped."""
     b = preds.shape[0]

@@ -19,6 +19,7 @@ from drivseg.models.scratch.dilated_context import ContextModule, DilatedContext
 from drivseg.models.scratch.hrnet import HRNetV2
 from drivseg.models.scratch.segmenter import Segmenter
 from drivseg.models.smp_models import SMP_ARCHS
+from tests.models.training_checks import assert_backward_reaches_every_parameter, fixed_batch_losses
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,16 +31,6 @@ HEIGHT, WIDTH = 67, 93  # odd, and neither a multiple of 8, 16 nor 32
 
 def _n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def _loss(out, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the logits plus 0.4 x every auxiliary loss (aux logits upsampled)."""
-    logits, aux = (out["out"], out["aux"]) if isinstance(out, dict) else (out, [])
-    loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    for a in aux:
-        a = F.interpolate(a, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        loss = loss + 0.4 * F.cross_entropy(a, target, ignore_index=IGNORE_INDEX)
-    return loss
 
 
 def test_registry_has_the_reading_list_next_to_the_other_architectures() -> None:
@@ -62,14 +53,7 @@ def test_train_step_at_an_odd_size_keeps_the_size_and_reaches_every_parameter(na
     assert logits.shape == (2, NUM_CLASSES, HEIGHT, WIDTH)
     assert torch.isfinite(logits).all()
 
-    loss = _loss(out, target)
-    loss.backward()
-    assert torch.isfinite(loss)
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
-    assert not bad, f"non-finite gradients: {bad[:5]}"
-    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
+    assert_backward_reaches_every_parameter(model, out, target)
 
     # eval mode: a plain tensor at the input size (the booster heads are a training device)
     with torch.no_grad():
@@ -92,21 +76,7 @@ def test_eval_mode_is_deterministic_and_independent_of_the_batch(name: str) -> N
 @pytest.mark.parametrize("name", ["hrnet", "segmenter", "bisenetv2"])  # dilated_context: a 134 M VGG
 def test_a_few_steps_fit_a_fixed_batch(name: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, 3).train()
-    x = torch.randn(2, 3, 64, 64)
-    # left half class 1, right half class 2, top rows void: learnable from position and colour
-    x[:, 0, :, 32:] += 2.0
-    target = torch.ones(2, 64, 64, dtype=torch.long)
-    target[:, :, 32:] = 2
-    target[:, :4] = IGNORE_INDEX
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss = _loss(model(x), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(build_model(name, 3).train())
     assert losses[-1] < 0.7 * losses[0], losses
 
 

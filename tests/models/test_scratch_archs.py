@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.errors import ConfigError
 from drivseg.models.scratch import SCRATCH_ARCHS
 from drivseg.models.scratch.deeplabv3plus import DeepLabV3Plus
 from drivseg.models.scratch.unet import UNet
+from tests.models.training_checks import assert_backward_reaches_every_parameter, fixed_batch_losses
 
 ARCH_NAMES = sorted(SCRATCH_ARCHS)
 AUX_ARCHS = {"scratch_pspnet"}
@@ -21,16 +21,6 @@ NUM_CLASSES = 5
 
 def _n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _loss(out, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the logits, plus 0.4 x the auxiliary loss when there is one."""
-    logits = out["out"] if isinstance(out, dict) else out
-    loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    if isinstance(out, dict):
-        aux = F.interpolate(out["aux"], size=target.shape[-2:], mode="bilinear", align_corners=False)
-        loss = loss + 0.4 * F.cross_entropy(aux, target, ignore_index=IGNORE_INDEX)
-    return loss
 
 
 def test_registry_names_are_the_documented_ones() -> None:
@@ -56,14 +46,7 @@ def test_train_step_keeps_input_size_and_reaches_every_parameter(
     assert logits.shape == (batch, NUM_CLASSES, height, width)
     assert torch.isfinite(logits).all()
 
-    loss = _loss(out, target)
-    loss.backward()
-    assert torch.isfinite(loss)
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
-    bad_grad = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
-    assert not bad_grad, f"non-finite gradients: {bad_grad[:5]}"
-    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
+    assert_backward_reaches_every_parameter(model, out, target)
 
 
 @pytest.mark.parametrize("name", ARCH_NAMES)
@@ -93,21 +76,7 @@ def test_pspnet_aux_logits_come_from_the_stride_8_features() -> None:
 @pytest.mark.parametrize("name", ARCH_NAMES)
 def test_a_few_steps_fit_a_fixed_batch(name: str) -> None:
     torch.manual_seed(0)
-    model = SCRATCH_ARCHS[name](num_classes=3).train()
-    x = torch.randn(2, 3, 64, 64)
-    # left half class 1, right half class 2, top rows void: learnable from position and colour
-    x[:, 0, :, 32:] += 2.0
-    target = torch.ones(2, 64, 64, dtype=torch.long)
-    target[:, :, 32:] = 2
-    target[:, :4] = IGNORE_INDEX
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss = _loss(model(x), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(SCRATCH_ARCHS[name](num_classes=3).train())
     assert losses[-1] < 0.7 * losses[0], losses
 
 

@@ -13,28 +13,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from drivseg.models.scratch.fast_scnn import conv_bn_relu as conv_bn  # the same Conv-BN-ReLU unit
+
 EXPANSION = 6  # gather-and-expansion ratio (paper, Sec. 4.2)
 HEAD_CHANNELS = 1024  # segment head width at inference
 BOOSTER_CHANNELS = 128  # booster (auxiliary) head width
-
-
-def conv_bn(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int = 3,
-    stride: int = 1,
-    groups: int = 1,
-    relu: bool = True,
-) -> nn.Sequential:
-    """Conv (same padding, no bias) -> BatchNorm -> optional ReLU."""
-    padding = kernel_size // 2
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
-        nn.BatchNorm2d(out_channels),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
 
 
 def detail_branch(in_channels: int) -> nn.Sequential:
