@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from cityscapesscripts.helpers import labels as cs_labels  # the official label table (requirements.txt)
 from PIL import Image
 
