@@ -90,7 +90,7 @@ def test_installed_from_the_wheel_it_runs_outside_the_checkout(wheel, tmp_path) 
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), wheel.filename],
                    check=True, capture_output=True)  # fmt: skip
     code = ("import drivseg, drivseg.cli as cli; print(drivseg.__file__); print(cli.DEFAULT_CONFIG); "
-            "cfg = cli.parse_config(['--augment', 'strong', '--max-time', '20m']); print(cfg.augment, cfg.max_time)")  # fmt: skip
+            "cfg = cli.parse_config(['--augment', 'strong', '--max-time', '20m', '--encoder-weights', 'none']); print(cfg.augment, cfg.max_time)")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
