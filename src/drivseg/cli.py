@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
+from pytorch_lightning.utilities import rank_zero_only
 
 from drivseg.data import DATASETS
 from drivseg.data.dataset import BAD_SAMPLE_MODES
@@ -16,7 +17,6 @@ from drivseg.errors import ConfigError
 from drivseg.data.transforms import augment_path
 from drivseg.durations import parse_cadence, parse_duration
 from drivseg.paths import configs_dir
-from pytorch_lightning.utilities import rank_zero_only
 from drivseg.sizes import parse_size
 from drivseg.losses import LOSSES
 from drivseg.models import ARCHS, resolve_encoder_weights
