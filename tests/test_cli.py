@@ -48,6 +48,49 @@ def test_unknown_arch_in_config_lists_valid(tmp_path) -> None:
         parse_config(["--config", str(config)])
 
 
+def test_base_file_supplies_the_keys_a_config_does_not_set(tmp_path) -> None:
+    # chain: flags < variant.yaml < recipes/recipe.yaml < common.yaml < default.yaml; base paths
+    # are relative to the file naming them, not to the working directory
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "common.yaml").write_text("batch_size: 3\nlr: 0.5\nepochs: 7\n")
+    (tmp_path / "recipes" / "recipe.yaml").write_text("base: ../common.yaml\narch: fpn\nlr: 0.25\nmax_time: '00:20:00'\n")
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("base: recipes/recipe.yaml\nmax_time: '02:00:00'\n")
+    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text())
+
+    cfg = parse_config(["--config", str(variant), "--epochs", "9"])
+    assert (cfg.arch, cfg.lr, cfg.batch_size, cfg.max_time, cfg.epochs) == ("fpn", 0.25, 3, "02:00:00", 9)
+    assert cfg.loss == defaults["loss"]
+    assert cfg.config == str(variant)
+
+
+def test_base_chain_errors_name_the_file(tmp_path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("base: b.yaml\n")
+    b.write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml.*loops"):
+        parse_config(["--config", str(a)])
+
+    a.write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml.*missing\.yaml does not exist"):
+        parse_config(["--config", str(a)])
+
+    # an unknown key is reported against the base file that holds it
+    a.write_text("base: b.yaml\nlr: 0.1\n")
+    b.write_text("learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml.*learning_rate"):
+        parse_config(["--config", str(a)])
+
+
+def test_two_hour_recipe_is_the_twenty_minute_one_with_a_longer_budget() -> None:
+    experiments = DEFAULT_CONFIG.parent / "experiments"
+    short = vars(parse_config(["--config", str(experiments / "camvid_cpu_20m.yaml")]))
+    long = vars(parse_config(["--config", str(experiments / "camvid_cpu_2h.yaml")]))
+    differ = {key for key in short if short[key] != long[key]}
+    assert differ == {"config", "max_time", "epochs", "val_every"}
+    assert long["max_time"] == "02:00:00"
+
+
 @pytest.mark.parametrize(
     "given, expected",
     [(["352", "480"], [352, 480]), (["352x480"], [352, 480]), ("352X480", [352, 480]), (["none"], None), (None, None)],

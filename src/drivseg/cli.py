@@ -39,6 +39,35 @@ def load_yaml(path: Path) -> dict:
     return data
 
 
+def load_config_file(path: Path, valid: Optional[set[str]] = None, _seen: tuple[Path, ...] = ()) -> dict:
+    """A ``--config`` file with its ``base:`` chain merged in: ``base: other.yaml`` (a path relative
+    to the file) supplies every key the file does not set, so a variant of a recipe states only what
+    differs from it. ``valid``: the known option names; any other key fails naming its file."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ConfigError(f"config file {path}: its base: chain loops ({chain}); remove one of the base: keys")
+    data = load_yaml(path)
+    base = data.pop("base", None)
+    unknown = sorted(set(data) - valid) if valid is not None else []
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown option(s) {unknown}; valid options are the keys of {DEFAULT_CONFIG} "
+            "(and base:)"
+        )
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"config file {path}: base: must be the path of another YAML file, found {base!r}")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(
+            f"config file {path}: base: {base} does not exist (looked for {base_path}); base paths are "
+            "relative to the file that names them"
+        )
+    return {**load_config_file(base_path, valid, (*_seen, path.resolve())), **data}
+
+
 def crop_size(values: Sequence[str] | str | None) -> Optional[list[int]]:
     """``["360", "480"]``, ``"360x480"`` or ``[360, 480]`` -> [360, 480]; none/null -> None."""
     if values is None:
@@ -69,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a semantic segmentation model on a driving dataset.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+    p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml (base: FILE inherits another one)")
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=sorted(DATASETS), help="dataset")
     g.add_argument("--data-root", type=none_or_str, help="dataset folder")
@@ -200,14 +229,7 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     known, _ = first.parse_known_args(argv)
     defaults = load_yaml(DEFAULT_CONFIG)
     if known.config is not None:
-        overrides = load_yaml(known.config)
-        unknown = sorted(set(overrides) - set(defaults))
-        if unknown:
-            raise ConfigError(
-                f"config file {known.config}: unknown option(s) {unknown}; valid options are the keys "
-                f"of {DEFAULT_CONFIG}"
-            )
-        defaults.update(overrides)
+        defaults.update(load_config_file(known.config, set(defaults)))
     parser.set_defaults(**defaults)
     cfg = parser.parse_args(argv)
     return normalise(cfg, parser)
