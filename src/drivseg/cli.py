@@ -39,7 +39,7 @@ def load_yaml(path: Path) -> dict:
     return data
 
 
-def load_config_file(path: Path, valid: Optional[set[str]] = None, _seen: tuple[Path, ...] = ()) -> dict:
+def load_config_file(path: Path, valid: set[str], _seen: tuple[Path, ...] = ()) -> dict:
     """A ``--config`` file with its ``base:`` chain merged in: ``base: other.yaml`` (a path relative
     to the file) supplies every key the file does not set, so a variant of a recipe states only what
     differs from it. ``valid``: the known option names; any other key fails naming its file."""
@@ -49,7 +49,7 @@ def load_config_file(path: Path, valid: Optional[set[str]] = None, _seen: tuple[
         raise ConfigError(f"config file {path}: its base: chain loops ({chain}); remove one of the base: keys")
     data = load_yaml(path)
     base = data.pop("base", None)
-    unknown = sorted(set(data) - valid) if valid is not None else []
+    unknown = sorted(set(data) - valid)
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown option(s) {unknown}; valid options are the keys of {DEFAULT_CONFIG} "
