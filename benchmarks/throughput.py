@@ -12,6 +12,13 @@ times; the table gives the medians and the ratio (a)/(b). Both are timed over th
 optimizer steps after a warm-up (two epochs, so (a) pays one epoch-end checkpoint in it).
 FLOP utilisation: 3 x forward MACs x 2 FLOPs per image (forward + backward ~ 3 forwards), divided by
 this machine's matmul peak measured in the same run (a large fp32 / bf16 ``torch.mm``).
+
+The ratio compares two windows timed one after the other, so a machine shared with other jobs moves
+it by several percent either way. Each step is therefore also split, inside both loops, into the
+computation both must do (the network's and the loss's forward, the backward, ``optimizer.step``)
+and the rest (waiting for data, normalising, and in (a) Lightning's loop, hooks, logging and the
+checkpoint). The rest of (a) minus the rest of (b) is what the pipeline adds per step, measured
+without the noise of comparing two windows of computation.
 """
 
 from __future__ import annotations
@@ -74,19 +81,87 @@ def forward_macs(net: torch.nn.Module, size: tuple[int, int]) -> float:
     return counter.get_total_flops() / 2
 
 
-class StepTimes(pl.Callback):
-    """Wall-clock time at the end of every optimizer step."""
+class StepClock:
+    """Per optimizer step: the wall-clock time at its end, and the seconds spent inside the work
+    every training loop must do (forward of the network and of the loss, backward, optimizer step).
+
+    ``attach`` times the forward of the network and of the loss through their own hooks, and ends the
+    optimizer step's time with its post-hook, so the same clock measures the Lightning loop and the
+    plain one. The caller brackets the backward, calls ``start`` right before the parameter update
+    (the optimizer's pre-hook would not do: Lightning calls ``optimizer.step(closure)``, which runs
+    the forward and the backward inside it) and calls ``end_step``; ``backward_and_update`` does all
+    three in a hand-written loop.
+    """
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.compute: list[float] = []
+        self._current = 0.0
+        self._started: Optional[float] = None
+
+    def start(self, *_) -> None:
+        self._started = time.perf_counter()
+
+    def stop(self, *_) -> None:
+        if self._started is not None:
+            self._current += time.perf_counter() - self._started
+            self._started = None
+
+    def end_step(self) -> None:
+        self.times.append(time.perf_counter())
+        self.compute.append(self._current)
+        self._current = 0.0
+
+    def attach(self, net: torch.nn.Module, loss: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        for module in (net, loss):
+            module.register_forward_pre_hook(self.start)
+            module.register_forward_hook(self.stop)
+        optimizer.register_step_post_hook(self.stop)
+
+    def backward_and_update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """The end of a hand-written step: the backward and the update timed as computation."""
+        self.start()
+        loss.backward()
+        self.stop()
+        self.start()
+        optimizer.step()  # stopped by the post-hook
+        self.end_step()
+
+    def window(self, warmup: int, batch: int) -> dict:
+        """Images/s from the end of step ``warmup`` to the end of the last step; the seconds per step
+        of that window inside the computation and outside it (the mean, and the median step's,
+        which leaves out what happens once per epoch, like the checkpoint)."""
+        steps = len(self.times) - warmup
+        seconds = self.times[-1] - self.times[warmup - 1]
+        compute = sum(self.compute[warmup:])
+        ends, compute_of = self.times[warmup - 1 :], self.compute[warmup:]
+        rests = [t1 - t0 - c for t0, t1, c in zip(ends, ends[1:], compute_of)]
+        return {"img_s": batch * steps / seconds, "compute_s": compute / steps,
+                "rest_s": (seconds - compute) / steps, "rest_median_s": statistics.median(rests)}
+
+
+class LightningStepClock(pl.Callback):
+    """``StepClock`` inside ``train.train``: attached when training starts, backward and parameter
+    update started by Lightning's hooks, a step ended at every train batch end (validation steps
+    are not counted)."""
+
+    def __init__(self) -> None:
+        self.clock = StepClock()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.clock.attach(pl_module.net, pl_module.loss, trainer.optimizers[0])
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.clock.start()
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.clock.stop()
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.clock.start()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.times.append(time.perf_counter())
-
-
-def window_rate(times: list[float], warmup: int, batch: int) -> float:
-    """Images/s between the end of step ``warmup`` and the end of the last step."""
-    return batch * (len(times) - warmup) / (times[-1] - times[warmup - 1])
+        self.clock.end_step()
 
 
 def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: str) -> list[str]:
@@ -95,22 +170,24 @@ def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: s
         "--data", "camvid", "--data-root", str(args.data_root), "--arch", arch,
         "--encoder", str(encoder), "--encoder-weights", weights, "--crop-size", args.crop,
         "--scale-range", "1", "1", "--batch-size", str(args.batch), "--num-workers", str(args.workers),
-        "--epochs", "2", "--limit-train-batches", str(args.steps), "--limit-val-batches", "0.1",
+        "--epochs", "2", "--limit-train-batches", str(args.steps), "--limit-val-batches", "2",
         "--val-every", "1000", "--logger", "csv", "--precision", precision, "--no-report",
         "--output-dir", str(run_dir), "--overwrite", "--optimizer", "adamw", "--loss", "ce",
         "--channels-last", args.channels_last,
     ]  # fmt: skip
 
 
-def lightning_rate(model: str, args, run_dir: Path, precision: str) -> float:
+def lightning_rate(model: str, args, run_dir: Path, precision: str, extra_callbacks=()) -> dict:
+    """``StepClock.window`` of ``train.train`` on ``model``."""
     import train
 
-    meter = StepTimes()
-    assert train.train(train_args(model, args, run_dir, precision), extra_callbacks=[meter]) == 0
-    return window_rate(meter.times, args.warmup, args.batch)
+    meter = LightningStepClock()
+    argv = train_args(model, args, run_dir, precision)
+    assert train.train(argv, extra_callbacks=[meter, *extra_callbacks]) == 0
+    return meter.clock.window(args.warmup, args.batch)
 
 
-def plain_rate(model: str, args, precision: str) -> float:
+def plain_rate(model: str, args, precision: str) -> dict:
     """The same network, data, loss, optimizer and precision in a hand-written loop."""
     from drivseg.cli import parse_config
     from drivseg.data import get_source
@@ -128,7 +205,8 @@ def plain_rate(model: str, args, precision: str) -> float:
     mean_t, std_t = module.mean, module.std
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = precision == "bf16-mixed"
-    times = []
+    clock = StepClock()
+    clock.attach(net, loss_fn, optimizer)
     net.train()
     loader = dm.train_dataloader()  # once: its workers persist across epochs, as in train.py
     for epoch in range(2):
@@ -140,15 +218,14 @@ def plain_rate(model: str, args, precision: str) -> float:
             if module.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             masks = batch["mask"].long()
+            # the loss inside autocast too: Lightning's mixed precision wraps the whole training_step
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 out = net(images)
-            logits = out["out"] if isinstance(out, dict) else out
-            loss = loss_fn(logits, masks)
+                logits = out["out"] if isinstance(out, dict) else out
+                loss = loss_fn(logits, masks)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            times.append(time.perf_counter())
-    return window_rate(times, args.warmup, args.batch)
+            clock.backward_and_update(loss, optimizer)
+    return clock.window(args.warmup, args.batch)
 
 
 def parity(models: list[str], args) -> list[dict]:
@@ -157,8 +234,12 @@ def parity(models: list[str], args) -> list[dict]:
 
     precision = resolve_precision(args.precision, "cpu")[0]
     size = tuple(int(v) for v in args.crop.split("x"))
-    peak = {"32": matmul_peak(torch.float32), "bf16-mixed": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: fp32 {peak['32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16-mixed'] / 1e9:.0f} GFLOP/s", flush=True)
+    peak = {"32": matmul_peak(torch.float32)}
+    # only where bf16 is what runs: on a CPU without native bf16 a bf16 matmul is emulated and takes
+    # minutes, and its "peak" would describe nothing this benchmark trains with
+    if precision == "bf16-mixed":
+        peak[precision] = matmul_peak(torch.bfloat16)
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items()), flush=True)
     rows = []
     tmp = Path(tempfile.mkdtemp())
     for model in models:
@@ -173,14 +254,33 @@ def parity(models: list[str], args) -> list[dict]:
             else:
                 b.append(plain_rate(model, args, precision))
                 a.append(lightning_rate(model, args, tmp / f"{model}-{r}", precision))
-            print(f"{model} repeat {r}: lightning {a[-1]:.2f} img/s, plain {b[-1]:.2f} img/s", flush=True)
-        ma, mb = statistics.median(a), statistics.median(b)
-        flops = 3 * macs * 2 * ma
-        rows.append({"model": model, "precision": precision, "gmacs": macs / 1e9, "lightning_img_s": ma,
-                     "plain_img_s": mb, "ratio": ma / mb, "ratios": [x / y for x, y in zip(a, b)],
-                     "gflop_s": flops / 1e9, "utilisation": flops / peak[precision],
-                     "utilisation_of_fp32_peak": flops / peak["32"]})  # fmt: skip
+            print(f"{model} repeat {r}: lightning {a[-1]['img_s']:.2f} img/s "
+                  f"(rest {1000 * a[-1]['rest_s']:.0f} ms/step), plain {b[-1]['img_s']:.2f} img/s "
+                  f"(rest {1000 * b[-1]['rest_s']:.0f} ms/step)", flush=True)
+        rows.append(parity_row(model, precision, macs, a, b, peak))
     return rows
+
+
+def parity_row(model: str, precision: str, macs: float, a: list[dict], b: list[dict], peak: dict) -> dict:
+    """Medians over the repeats of (a) ``train.train`` and (b) the plain loop (``StepClock.window``
+    dicts), their ratio, the pipeline's own cost per step, and FLOP utilisation of (a)."""
+
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    ma, mb = median(a, "img_s"), median(b, "img_s")
+    # per repeat: the pair ran back to back, so their difference is the least disturbed by drift
+    added = statistics.median(x["rest_s"] - y["rest_s"] for x, y in zip(a, b))
+    added_median_step = statistics.median(x["rest_median_s"] - y["rest_median_s"] for x, y in zip(a, b))
+    plain_step = median(b, "compute_s") + median(b, "rest_s")
+    flops = 3 * macs * 2 * ma
+    return {"model": model, "precision": precision, "gmacs": macs / 1e9, "lightning_img_s": ma,
+            "plain_img_s": mb, "ratio": ma / mb, "ratios": [x["img_s"] / y["img_s"] for x, y in zip(a, b)],
+            "lightning_compute_s": median(a, "compute_s"), "plain_compute_s": median(b, "compute_s"),
+            "lightning_rest_s": median(a, "rest_s"), "plain_rest_s": median(b, "rest_s"),
+            "added_s": added, "added_fraction": added / plain_step, "added_median_step_s": added_median_step,
+            "gflop_s": flops / 1e9, "utilisation": flops / peak[precision],
+            "utilisation_of_fp32_peak": flops / peak["32"]}  # fmt: skip
 
 
 def channels_last_study(models: list[str], args) -> list[dict]:
@@ -193,7 +293,8 @@ def channels_last_study(models: list[str], args) -> list[dict]:
         rates: dict[str, list[float]] = {"on": [], "off": []}
         for _ in range(args.repeats):
             for setting in ("off", "on"):
-                rates[setting].append(plain_rate(model, argparse.Namespace(**{**vars(args), "channels_last": setting}), precision))
+                setting_args = argparse.Namespace(**{**vars(args), "channels_last": setting})
+                rates[setting].append(plain_rate(model, setting_args, precision)["img_s"])
         on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
         rows.append({"model": model, "precision": precision, "nchw_img_s": off, "nhwc_img_s": on, "ratio": on / off})
         print(f"{model}: channels_last {on:.2f} img/s, contiguous {off:.2f} img/s, ratio {on / off:.3f}", flush=True)
@@ -257,11 +358,16 @@ def inference(models: list[str], args) -> list[dict]:
 def markdown(parity_rows: list[dict], inference_rows: list[dict]) -> str:
     lines = []
     if parity_rows:
-        lines += ["| model | precision | GMACs | train.py (img/s) | plain loop (img/s) | ratio | GFLOP/s | of peak |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| model | precision | GMACs | train.py (img/s) | plain loop (img/s) | ratio | compute s/step (a / b) "
+                  "| rest ms/step (a / b) | added by (a) | of it, in a median step | GFLOP/s | of peak |",
+                  "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
         for r in parity_rows:
             lines.append(f"| {r['model']} | {r['precision']} | {r['gmacs']:.1f} | {r['lightning_img_s']:.2f} | "
-                         f"{r['plain_img_s']:.2f} | {r['ratio']:.3f} | {r['gflop_s']:.0f} | {100 * r['utilisation']:.0f}% |")
+                         f"{r['plain_img_s']:.2f} | {r['ratio']:.3f} | {r['lightning_compute_s']:.3f} / "
+                         f"{r['plain_compute_s']:.3f} | {1000 * r['lightning_rest_s']:.0f} / {1000 * r['plain_rest_s']:.0f} | "
+                         f"{1000 * r['added_s']:.0f} ms ({100 * r['added_fraction']:.1f}%) | "
+                         f"{1000 * r['added_median_step_s']:.0f} ms | {r['gflop_s']:.0f} | "
+                         f"{100 * r['utilisation']:.0f}% |")
     if inference_rows:
         lines += ["", "| model | batch | variant | ms / batch | img/s |", "|---|---:|---|---:|---:|"]
         for r in inference_rows:
