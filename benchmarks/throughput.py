@@ -133,8 +133,8 @@ class StepClock:
         which leaves out what happens once per epoch, like the checkpoint)."""
         steps = len(self.times) - warmup
         seconds = self.times[-1] - self.times[warmup - 1]
-        compute = sum(self.compute[warmup:])
         ends, compute_of = self.times[warmup - 1 :], self.compute[warmup:]
+        compute = sum(compute_of)
         rests = [t1 - t0 - c for t0, t1, c in zip(ends, ends[1:], compute_of)]
         return {"img_s": batch * steps / seconds, "compute_s": compute / steps,
                 "rest_s": (seconds - compute) / steps, "rest_median_s": statistics.median(rests)}
@@ -193,6 +193,7 @@ def plain_rate(model: str, args, precision: str) -> dict:
     from drivseg.data import get_source
     from drivseg.experiment import build_datamodule, build_module, normalization
     from drivseg.data.transforms import normalize
+    from drivseg.module import split_outputs
 
     cfg = parse_config(train_args(model, args, Path(tempfile.mkdtemp()), precision))
     pl.seed_everything(cfg.seed, verbose=False)
@@ -220,9 +221,7 @@ def plain_rate(model: str, args, precision: str) -> dict:
             masks = batch["mask"].long()
             # the loss inside autocast too: Lightning's mixed precision wraps the whole training_step
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                out = net(images)
-                logits = out["out"] if isinstance(out, dict) else out
-                loss = loss_fn(logits, masks)
+                loss = loss_fn(split_outputs(net(images))[0], masks)
             optimizer.zero_grad(set_to_none=True)
             clock.backward_and_update(loss, optimizer)
     return clock.window(args.warmup, args.batch)
@@ -268,10 +267,12 @@ def parity_row(model: str, precision: str, macs: float, a: list[dict], b: list[d
     def median(runs: list[dict], key: str) -> float:
         return statistics.median(run[key] for run in runs)
 
+    def paired_difference(key: str) -> float:
+        # per repeat: the pair ran back to back, so their difference is the least disturbed by drift
+        return statistics.median(x[key] - y[key] for x, y in zip(a, b))
+
     ma, mb = median(a, "img_s"), median(b, "img_s")
-    # per repeat: the pair ran back to back, so their difference is the least disturbed by drift
-    added = statistics.median(x["rest_s"] - y["rest_s"] for x, y in zip(a, b))
-    added_median_step = statistics.median(x["rest_median_s"] - y["rest_median_s"] for x, y in zip(a, b))
+    added, added_median_step = paired_difference("rest_s"), paired_difference("rest_median_s")
     plain_step = median(b, "compute_s") + median(b, "rest_s")
     flops = 3 * macs * 2 * ma
     return {"model": model, "precision": precision, "gmacs": macs / 1e9, "lightning_img_s": ma,
