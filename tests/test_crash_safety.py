@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 
 import train
 from drivseg.checkpoint import read_checkpoint
-from drivseg.checkpointing import AtomicCheckpointIO
+from drivseg.checkpointing import AtomicCheckpointIO, checkpoint_io
 from drivseg.data.sampling import EpochShuffleSampler
 from drivseg.entry import run_entry_point
 from drivseg.losses import CombinedLoss
@@ -44,6 +45,52 @@ def test_a_save_that_fails_half_way_leaves_the_previous_checkpoint_loadable(tmp_
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["step"] == 1 and torch.equal(ckpt["state_dict"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left behind
+
+
+def test_the_trainers_checkpoint_writer_saves_the_state_at_the_save_not_what_training_did_after_it(
+    tmp_path, monkeypatch
+) -> None:
+    path = tmp_path / "last.ckpt"
+    io = checkpoint_io()
+    weight = torch.ones(3)
+    release = threading.Event()
+    original = torch.save
+
+    def held_back(obj, f, *args, **kwargs):
+        release.wait(timeout=30)  # the disk is slow: the write lands after the next steps
+        original(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", held_back)
+    io.save_checkpoint({"state_dict": {"w": weight}, "step": 1}, path)
+    weight.add_(1)  # the next optimizer step changes the live weights in place
+    assert not path.exists()  # the save returned before the write: training did not wait for it
+    release.set()
+    io.teardown()  # what the end of fit does: wait for the write
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["step"] == 1 and torch.equal(ckpt["state_dict"]["w"], torch.ones(3))
+
+
+def test_checkpoints_of_a_run_are_written_off_the_training_thread_and_a_failed_write_fails_the_run(
+    tiny_camvid, tmp_path, monkeypatch
+) -> None:
+    writers = []
+    original = torch.save
+
+    def full_disk_at_the_second_save(obj, f, *args, **kwargs):
+        writers.append(threading.current_thread() is threading.main_thread())
+        if len(writers) == 2:
+            raise OSError("No space left on device")
+        original(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk_at_the_second_save)
+    run = tmp_path / "run"
+    argv = [*TINY, "--data-root", str(tiny_camvid), "--epochs", "3", "--output-dir", str(run), "--val-every", "100"]
+    with pytest.raises(OSError, match="No space"):
+        train.main(argv)
+    assert writers and not any(writers)  # every write ran on the writer thread
+    assert not (run / "results.json").exists()  # the run did not end as if its checkpoints were saved
+    monkeypatch.undo()
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > 0  # a whole checkpoint, not a partial one
 
 
 def test_a_second_run_into_the_same_folder_is_refused_naming_it(tiny_camvid, tmp_path, capsys) -> None:

@@ -4,6 +4,12 @@ per-epoch snapshots, and the RNG states needed for a bit-exact resume.
 - ``AtomicCheckpointIO`` writes ``X.ckpt`` to a temporary file in the same folder, flushes it to
   disk and renames it over ``X.ckpt``: a crash or kill during a save leaves the previous checkpoint
   intact (a rename within one file system is atomic).
+- ``checkpoint_io()`` is what the trainer uses: ``AtomicCheckpointIO`` behind Lightning's
+  ``AsyncCheckpointIO``. A save clones every tensor of the checkpoint on the training thread (a
+  point-in-time snapshot: the next steps cannot change what is written) and writes it on a
+  background thread, so training does not wait for the disk and its fsync. One write is in
+  flight at a time; the trainer's teardown (the end of ``fit``, an exception, SIGTERM) waits for
+  it, and a failed write fails the run there or at the next save.
 - ``RunCheckpoints`` writes ``last.ckpt`` after every epoch, every ``--checkpoint-every`` of wall
   clock inside long epochs, when a budget stops the run mid-epoch and when the process receives
   SIGTERM (what preemptible machines send before killing it); with ``--save-every-epoch`` it also
@@ -24,6 +30,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.plugins.io import AsyncCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -48,6 +55,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if tmp.exists():  # the save failed half-way: drop the partial file, keep the old checkpoint
                 tmp.unlink()
+
+
+def checkpoint_io() -> AsyncCheckpointIO:
+    """Atomic writes off the training thread, from a snapshot taken at the save (see the module doc)."""
+    return AsyncCheckpointIO(AtomicCheckpointIO())
 
 
 class RunCheckpoints(pl.Callback):
@@ -111,7 +123,8 @@ class RunCheckpoints(pl.Callback):
         if isinstance(exception, SIGTERMException):
             self.save(trainer, self.last_path)
             rank_zero_info(
-                f"Received SIGTERM: saved {self.last_path}. Resume with:\n  {self.resume_hint} --resume {self.last_path}"
+                f"Received SIGTERM: writing {self.last_path} (the process exits once it is on disk). "
+                f"Resume with:\n  {self.resume_hint} --resume {self.last_path}"
             )
 
 

@@ -15,7 +15,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from drivseg.averaging import averaging_callbacks
 from drivseg.budget import ValidationCadence, WallClockBudget
-from drivseg.checkpointing import AtomicCheckpointIO, RngState, RunCheckpoints
+from drivseg.checkpointing import RngState, RunCheckpoints, checkpoint_io
 from drivseg.durations import parse_cadence, parse_duration
 from drivseg.errors import ConfigError
 
@@ -101,7 +101,7 @@ def build_trainer(
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         logger=logger if logger is not None else False,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[checkpoint_io()],
         default_root_dir=str(run_dir),
         fast_dev_run=cfg.fast_dev_run,
         limit_train_batches=_limit(cfg.limit_train_batches),
