@@ -84,13 +84,15 @@ def test_checkpoints_of_a_run_are_written_off_the_training_thread_and_a_failed_w
 
     monkeypatch.setattr(torch, "save", full_disk_at_the_second_save)
     run = tmp_path / "run"
-    argv = [*TINY, "--data-root", str(tiny_camvid), "--epochs", "3", "--output-dir", str(run), "--val-every", "100"]
+    argv = [*TINY, "--data-root", str(tiny_camvid), "--epochs", "3", "--output-dir", str(run),
+            "--val-every", "100"]  # fmt: skip
     with pytest.raises(OSError, match="No space"):
         train.main(argv)
     assert writers and not any(writers)  # every write ran on the writer thread
     assert not (run / "results.json").exists()  # the run did not end as if its checkpoints were saved
     monkeypatch.undo()
-    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > 0  # a whole checkpoint, not a partial one
+    # what is on disk is a whole checkpoint, not a partial one
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > 0
 
 
 def test_a_second_run_into_the_same_folder_is_refused_naming_it(tiny_camvid, tmp_path, capsys) -> None:
