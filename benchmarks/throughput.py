@@ -130,7 +130,7 @@ class StepClock:
     def window(self, warmup: int, batch: int) -> dict:
         """Images/s from the end of step ``warmup`` to the end of the last step; the seconds per step
         of that window inside the computation and outside it (the mean, and the median step's,
-        which leaves out what happens once per epoch, like the checkpoint)."""
+        which leaves out what happens in only some steps: the epoch end, an occasional slow step)."""
         steps = len(self.times) - warmup
         seconds = self.times[-1] - self.times[warmup - 1]
         ends, compute_of = self.times[warmup - 1 :], self.compute[warmup:]
