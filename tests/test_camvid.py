@@ -34,13 +34,14 @@ def test_camvid_splits_and_labels(camvid_root) -> None:
 @pytest.mark.slow
 def test_short_camvid_training_beats_chance(camvid_root, tmp_path) -> None:
     run_dir = tmp_path / "camvid"
+    epochs = "4"
     argv = [
         "--data", "camvid", "--data-root", str(camvid_root), "--arch", "unet",
         "--encoder", "tf_efficientnet_lite0", "--encoder-weights", "imagenet",
         "--image-scale", "0.25", "--crop-size", "none", "--batch-size", "8", "--num-workers", "2",
-        "--epochs", "4", "--lr", "0.003", "--warmup-epochs", "0.5", "--logger", "csv", "--output-dir", str(run_dir),
+        "--epochs", epochs, "--lr", "0.003", "--warmup-epochs", "0.5", "--logger", "csv", "--output-dir", str(run_dir),
         # validation runs on the full 360x480 frames and costs a quarter of an epoch: only the last
-        "--val-every", "4", "--no-report",
+        "--val-every", epochs, "--no-report",
     ]  # fmt: skip
     assert train.main(argv) == 0
     results = json.loads((run_dir / "results.json").read_text())
