@@ -15,10 +15,10 @@ this machine's matmul peak measured in the same run (a large fp32 / bf16 ``torch
 
 The ratio compares two windows timed one after the other, so a machine shared with other jobs moves
 it by several percent either way. Each step is therefore also split, inside both loops, into the
-computation both must do (the network's and the loss's forward, the backward, ``optimizer.step``)
-and the rest (waiting for data, normalising, and in (a) Lightning's loop, hooks, logging and the
-checkpoint). The rest of (a) minus the rest of (b) is what the pipeline adds per step, measured
-without the noise of comparing two windows of computation.
+computation both must do (normalising the batch on the device, the network's and the loss's
+forward, the backward, ``optimizer.step``) and the rest (waiting for data, and in (a) Lightning's
+loop, hooks, logging and the checkpoint). The rest of (a) minus the rest of (b) is what the
+pipeline adds per step, measured without the noise of comparing two windows of computation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -83,14 +83,15 @@ def forward_macs(net: torch.nn.Module, size: tuple[int, int]) -> float:
 
 class StepClock:
     """Per optimizer step: the wall-clock time at its end, and the seconds spent inside the work
-    every training loop must do (forward of the network and of the loss, backward, optimizer step).
+    every training loop must do (normalising the batch, forward of the network and of the loss,
+    backward, optimizer step).
 
     ``attach`` times the forward of the network and of the loss through their own hooks, and ends the
     optimizer step's time with its post-hook, so the same clock measures the Lightning loop and the
-    plain one. The caller brackets the backward, calls ``start`` right before the parameter update
-    (the optimizer's pre-hook would not do: Lightning calls ``optimizer.step(closure)``, which runs
-    the forward and the backward inside it) and calls ``end_step``; ``backward_and_update`` does all
-    three in a hand-written loop.
+    plain one. The caller times the batch's normalisation with ``time``, brackets the backward, calls
+    ``start`` right before the parameter update (the optimizer's pre-hook would not do: Lightning
+    calls ``optimizer.step(closure)``, which runs the forward and the backward inside it) and calls
+    ``end_step``; ``backward_and_update`` does the last three in a hand-written loop.
     """
 
     def __init__(self) -> None:
@@ -106,6 +107,14 @@ class StepClock:
         if self._started is not None:
             self._current += time.perf_counter() - self._started
             self._started = None
+
+    def time(self, fn: Callable, *args):
+        """``fn(*args)``, its seconds counted as computation."""
+        self.start()
+        try:
+            return fn(*args)
+        finally:
+            self.stop()
 
     def end_step(self) -> None:
         self.times.append(time.perf_counter())
@@ -141,15 +150,21 @@ class StepClock:
 
 
 class LightningStepClock(pl.Callback):
-    """``StepClock`` inside ``train.train``: attached when training starts, backward and parameter
-    update started by Lightning's hooks, a step ended at every train batch end (validation steps
-    are not counted)."""
+    """``StepClock`` inside ``train.train``: attached when training starts, the batch's normalisation
+    timed around the module's ``inputs``, backward and parameter update started by Lightning's hooks,
+    a step ended at every train batch end (validation steps are not counted)."""
 
     def __init__(self) -> None:
         self.clock = StepClock()
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.clock.attach(pl_module.net, pl_module.loss, trainer.optimizers[0])
+        inputs = pl_module.inputs
+
+        def timed_inputs(batch: dict):
+            return self.clock.time(inputs, batch) if pl_module.training else inputs(batch)
+
+        pl_module.inputs = timed_inputs  # an instance attribute: shadows the method for this run only
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         self.clock.start()
@@ -192,7 +207,6 @@ def plain_rate(model: str, args, precision: str) -> dict:
     from drivseg.cli import parse_config
     from drivseg.data import get_source
     from drivseg.experiment import build_datamodule, build_module, normalization
-    from drivseg.data.transforms import normalize
     from drivseg.module import split_outputs
 
     cfg = parse_config(train_args(model, args, Path(tempfile.mkdtemp()), precision))
@@ -203,7 +217,6 @@ def plain_rate(model: str, args, precision: str) -> dict:
     mean, std = normalization(cfg.encoder, cfg.encoder_weights)
     module = build_module(cfg, dm.label_spec, None, mean, std)  # the same network and loss objects
     net, loss_fn = module.net, module.loss
-    mean_t, std_t = module.mean, module.std
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = precision == "bf16-mixed"
     clock = StepClock()
@@ -215,10 +228,7 @@ def plain_rate(model: str, args, precision: str) -> dict:
         for i, batch in enumerate(loader):
             if i == args.steps:
                 break
-            images = normalize(batch["image"], mean_t, std_t)
-            if module.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            masks = batch["mask"].long()
+            images, masks = clock.time(module.inputs, batch)  # what train.py's training_step does first
             # the loss inside autocast too: Lightning's mixed precision wraps the whole training_step
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 loss = loss_fn(split_outputs(net(images))[0], masks)

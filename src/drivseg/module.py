@@ -116,7 +116,9 @@ class SegmentationModule(pl.LightningModule):
         """Main logits only (aux heads are a training device). ``images`` are normalised floats."""
         return split_outputs(self.net(images))[0]
 
-    def _inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch as the network takes it: normalised float images (channels_last where the network
+        runs so) and int64 masks, on the batch's device."""
         images = batch["image"]
         if images.dtype == torch.uint8:
             images = normalize(images, self.mean, self.std)  # (B, 3, H, W) float on the device
@@ -133,7 +135,7 @@ class SegmentationModule(pl.LightningModule):
         self._note_skipped(batch)
         if len(batch["image"]) == 0:
             return None  # every sample of the batch was unreadable (--bad-samples skip)
-        images, masks = self._inputs(batch)
+        images, masks = self.inputs(batch)
         main, aux = split_outputs(self._run_net(images))
         loss = self.loss(resize_logits(main, masks.shape[-2:]), masks)
         for a in aux:
@@ -153,7 +155,7 @@ class SegmentationModule(pl.LightningModule):
         self._note_skipped(batch)
         if len(batch["image"]) == 0:
             return None
-        images, masks = self._inputs(batch)
+        images, masks = self.inputs(batch)
         logits = resize_logits(split_outputs(self._run_net(images))[0], masks.shape[-2:])
         self.log(f"{stage}/loss", self.loss(logits, masks), sync_dist=True, batch_size=len(images))
         preds = logits.argmax(dim=1)
