@@ -251,22 +251,29 @@ def parity(models: list[str], args) -> list[dict]:
     print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items()), flush=True)
     rows = []
     tmp = Path(tempfile.mkdtemp())
+    label = "plain loop, again" if args.noise_floor else "train.py"
     for model in models:
         arch, encoder, _ = MODELS[model]
         macs = forward_macs(build_model(arch, 11, encoder, None), size)
+
+        def rate_a(r: int) -> dict:
+            if args.noise_floor:  # the same code on both sides: what is left of the ratio is the machine
+                return plain_rate(model, args, precision)
+            return lightning_rate(model, args, tmp / f"{model}-{r}", precision)
+
         a, b = [], []
         for r in range(args.repeats):
             # alternate which goes first, so a drift of the machine's speed favours neither
             if r % 2 == 0:
-                a.append(lightning_rate(model, args, tmp / f"{model}-{r}", precision))
+                a.append(rate_a(r))
                 b.append(plain_rate(model, args, precision))
             else:
                 b.append(plain_rate(model, args, precision))
-                a.append(lightning_rate(model, args, tmp / f"{model}-{r}", precision))
-            print(f"{model} repeat {r}: lightning {a[-1]['img_s']:.2f} img/s "
+                a.append(rate_a(r))
+            print(f"{model} repeat {r}: {label} {a[-1]['img_s']:.2f} img/s "
                   f"(rest {1000 * a[-1]['rest_s']:.0f} ms/step), plain {b[-1]['img_s']:.2f} img/s "
                   f"(rest {1000 * b[-1]['rest_s']:.0f} ms/step)", flush=True)
-        rows.append(parity_row(model, precision, macs, a, b, peak))
+        rows.append({**parity_row(model, precision, macs, a, b, peak), "a": label})
     return rows
 
 
@@ -369,7 +376,8 @@ def inference(models: list[str], args) -> list[dict]:
 def markdown(parity_rows: list[dict], inference_rows: list[dict]) -> str:
     lines = []
     if parity_rows:
-        lines += ["| model | precision | GMACs | train.py (img/s) | plain loop (img/s) | ratio | compute s/step (a / b) "
+        lines += [f"| model | precision | GMACs | {parity_rows[0]['a']} (img/s) | plain loop (img/s) | ratio "
+                  "| compute s/step (a / b) "
                   "| rest ms/step (a / b) | added by (a) | of it, in a median step | GFLOP/s | of peak |",
                   "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
         for r in parity_rows:
@@ -404,6 +412,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                    help="only compare channels_last on/off in the plain loop, per model")
     p.add_argument("--inference-only", action="store_true")
     p.add_argument("--no-inference", action="store_true")
+    p.add_argument("--noise-floor", action="store_true",
+                   help="time the plain loop against itself instead of train.py: how far the ratio moves "
+                        "on this machine when both sides run the same code")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     np.random.seed(0)

@@ -93,3 +93,22 @@ def test_parity_attributes_what_only_the_lightning_loop_does_to_it(tiny_camvid, 
     assert 0.1 <= row["added_median_step_s"] < 0.18
     assert row["added_s"] >= 0.1
     assert row["ratio"] < 1
+
+
+def test_the_noise_floor_times_the_plain_loop_against_itself(monkeypatch) -> None:
+    import benchmarks.throughput as throughput
+
+    def no_lightning(*args, **kwargs):
+        raise AssertionError("--noise-floor ran train.py")
+
+    speeds = iter([4.0, 5.0, 5.0, 4.0])  # a, b, then b, a: the order alternates between repeats
+    monkeypatch.setattr(throughput, "lightning_rate", no_lightning)
+    monkeypatch.setattr(throughput, "plain_rate", lambda *a: {"img_s": next(speeds), "compute_s": 1.0,
+                                                              "rest_s": 0.01, "rest_median_s": 0.01})
+    monkeypatch.setattr(throughput, "matmul_peak", lambda dtype: 1e11)
+    monkeypatch.setattr(throughput, "forward_macs", lambda net, size: 1e9)
+    args = argparse.Namespace(precision="32", crop="32x64", repeats=2, noise_floor=True)
+    [row] = throughput.parity(["fast_scnn"], args)
+    assert row["a"] == "plain loop, again"
+    assert row["ratios"] == [4.0 / 5.0, 4.0 / 5.0] and row["ratio"] == pytest.approx(0.8)
+    assert "| plain loop, again (img/s) |" in throughput.markdown([row], [])
