@@ -4,6 +4,7 @@ and the inference side (eager fp32 / bf16, channels_last, ONNX Runtime, torch.co
     python benchmarks/throughput.py --data-root ../shared/data/camvid --json throughput.json
     python benchmarks/throughput.py --models unet-r18 fast_scnn --repeats 3 --steps 12
     python benchmarks/throughput.py --inference-only --models fast_scnn fpn-lite0
+    python benchmarks/throughput.py --models unet-lite0 --no-inference --noise-floor  # plain loop vs itself
 
 (a) ``train.train`` itself (Lightning, our DataModule with workers and augmentation, the confusion
 matrix metric, logging, per-epoch checkpoints) and (b) a plain loop over the same DataLoader with the
