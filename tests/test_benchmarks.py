@@ -1,5 +1,6 @@
 """The benchmarks measure what they say: parameters and MACs by hand (one-conv net), and the parity
-benchmark's split of a training step into computation and the loop's own cost."""
+benchmark's split of a training step into computation and the loop's own cost, and the class-id
+benchmark's ratio."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 
+import benchmarks.class_ids as class_ids_bench
 from benchmarks.arch_table import measure
 from benchmarks.throughput import StepClock, lightning_rate, parity_row, plain_rate
 from drivseg.models import ARCHS
@@ -23,6 +25,22 @@ def test_measure_counts_params_and_macs_by_hand(monkeypatch) -> None:
     assert row["params_m"] * 1e6 == 11 * 3 * 3 * 3 + 11
     assert row["gmacs"] * 1e9 == 16 * 24 * 11 * 3 * 3 * 3  # one MAC per output pixel, channel and tap
     assert row["latency_ms"] > 0 and row["train_img_s"] > 0
+
+
+def test_class_ids_benchmark_times_both_reductions_and_refuses_different_ids(monkeypatch) -> None:
+    real = class_ids_bench.class_ids
+
+    def slow(scores):
+        time.sleep(0.05)
+        return real(scores)
+
+    monkeypatch.setattr(class_ids_bench, "class_ids", slow)
+    row = class_ids_bench.measure((1, 3, 4, 5), torch.float32, repeats=3)
+    assert row["class_ids_ms"] >= 50 > row["argmax_ms"]
+    assert row["speedup"] == pytest.approx(row["argmax_ms"] / row["class_ids_ms"], abs=0.01)
+    monkeypatch.setattr(class_ids_bench, "class_ids", lambda scores: real(-scores))  # the argmin
+    with pytest.raises(AssertionError, match="differs from argmax"):
+        class_ids_bench.measure((1, 3, 4, 5), torch.float32, repeats=1)
 
 
 class Sleep(nn.Module):

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.errors import ConfigError
 from drivseg.losses import build_loss
-from drivseg.module import SegmentationModule, build_scheduler, resize_logits
+from drivseg.module import SegmentationModule, build_scheduler, class_ids, resize_logits
 from tests.test_metrics import reference_metrics
 
 NUM_CLASSES = 3
@@ -129,6 +129,19 @@ def test_resize_logits_is_bilinear_with_half_pixel_centres() -> None:
 def test_resize_logits_keeps_logits_of_the_right_size() -> None:
     logits = torch.randn(2, 3, 5, 7)
     assert resize_logits(logits, (5, 7)) is logits
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_class_ids_are_argmax_with_the_first_class_on_ties_and_nan_winning(dtype) -> None:
+    scores = torch.randint(0, 3, (2, 5, 7, 9)).to(dtype)  # few values: many ties
+    scores[0, 3, 1, 2] = scores[1, 1, 0, 0] = scores[1, 4, 0, 0] = float("nan")
+    ids = class_ids(scores)
+    assert ids.dtype == torch.int64 and ids.shape == (2, 7, 9)
+    assert torch.equal(ids, scores.argmax(dim=1))
+    assert ids[0, 1, 2] == 3 and ids[1, 0, 0] == 1  # NaN wins, the first NaN on several
+    hand = torch.tensor([[[1.0]], [[4.0]], [[4.0]], [[2.0]]])  # (C, H, W): a tie between classes 1 and 2
+    assert class_ids(hand, dim=0).item() == 1
+    assert torch.equal(class_ids(scores[0], dim=0), scores[0].argmax(dim=0))
 
 
 def test_low_resolution_logits_are_scored_at_label_resolution() -> None:

@@ -29,6 +29,7 @@ from drivseg.errors import ConfigError, DataError
 from drivseg.evaluation import iou_per_class
 from drivseg.folds import FoldRow, fold_count, listing, oof_names, read_folds
 from drivseg.inference import member_from_checkpoint, predict_views, resize
+from drivseg.module import class_ids
 from drivseg.oof import fold_checkpoint, loader, predict_heldout, true_mask
 
 MAX_TTA_SCALES = 8  # every subset of the scales is scored: 2^8 combinations at most
@@ -135,7 +136,7 @@ def score_weightings(store: OOFStore, weightings: np.ndarray) -> list[float]:
         if matrices is None:
             matrices = np.zeros((len(weightings), probs.shape[1], probs.shape[1]), dtype=np.int64)
         blended = np.tensordot(weightings.astype(np.float32), probs, axes=1)  # (Q, C, H, W)
-        for q, pred in enumerate(blended.argmax(1)):
+        for q, pred in enumerate(class_ids(torch.from_numpy(blended)).numpy()):
             matrices[q] += confusion(pred, store.targets[i], probs.shape[1])
     return [miou(m) for m in matrices]
 
@@ -197,7 +198,7 @@ def tta_scores(
             pair = {s: by_view[(s, False)] + by_view[(s, True)] for s in scales}
             for config in configs:
                 total = by_view[(1.0, False)] if not config else sum(pair[s] for s in config)
-                pred = total.argmax(0).cpu().numpy()
+                pred = class_ids(total, dim=0).cpu().numpy()
                 matrices[config] += confusion(pred, target, c)
     return {config: miou(m) for config, m in matrices.items()}
 

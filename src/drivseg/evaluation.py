@@ -23,6 +23,7 @@ from drivseg.data.label_spec import IGNORE_INDEX
 from drivseg.data.transforms import to_unit_float
 from drivseg.errors import DataError
 from drivseg.inference import InferenceSettings, ProbFn, predict_probs, resize
+from drivseg.module import class_ids
 from drivseg.scores import BoundaryF1, PerImageMIoU, matrix_per_class, matrix_summary
 
 
@@ -125,7 +126,7 @@ def evaluate(
     for batch in tqdm(batches, desc="evaluating", unit="batch", total=total, disable=not progress):
         images, masks = to_unit_float(batch["image"].to(device)), batch["mask"]  # (B, 3, H, W) in [0, 1], (B, H, W)
         probs = predict_probs(model, images, settings)
-        cm.update(resize(probs, masks.shape[-2:]).argmax(dim=1).cpu(), masks)
+        cm.update(class_ids(resize(probs, masks.shape[-2:])).cpu(), masks)
     return cm
 
 

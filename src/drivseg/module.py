@@ -25,7 +25,8 @@ OPTIMIZERS = {
     "adam": lambda params, lr, wd, momentum: torch.optim.Adam(params, lr=lr, weight_decay=wd),
     "sgd": lambda params, lr, wd, momentum: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=momentum, nesterov=True),
 }
-__all__ = ["SegmentationModule", "OPTIMIZERS", "SCHEDULERS", "build_scheduler", "split_outputs", "resize_logits"]
+__all__ = ["SegmentationModule", "OPTIMIZERS", "SCHEDULERS", "build_scheduler", "split_outputs", "resize_logits",
+           "class_ids"]
 
 
 class NonFiniteLossError(DrivsegError):
@@ -45,6 +46,17 @@ def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def class_ids(scores: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The index of the highest score along ``dim`` (int64), the first one on ties, as ``argmax``.
+
+    ``max(dim).indices`` and not ``argmax(dim)``: on CPUs PyTorch's argmax over a dimension that is
+    not the innermost is several times slower than ``max`` over the same dimension, and does not use
+    a second thread (pytorch/pytorch#140000); the class dimension of (B, C, H, W) scores never is the
+    innermost. ``benchmarks/class_ids.py`` measures both.
+    """
+    return scores.max(dim=dim).indices
 
 
 class SegmentationModule(pl.LightningModule):
@@ -158,7 +170,7 @@ class SegmentationModule(pl.LightningModule):
         images, masks = self.inputs(batch)
         logits = resize_logits(split_outputs(self._run_net(images))[0], masks.shape[-2:])
         self.log(f"{stage}/loss", self.loss(logits, masks), sync_dist=True, batch_size=len(images))
-        preds = logits.argmax(dim=1)
+        preds = class_ids(logits)
         metrics.update(preds, masks)
         if self.extended_metrics:
             self.per_image_miou.update(preds, masks)

@@ -26,6 +26,7 @@ from drivseg.evaluation import ConfusionMatrix
 from drivseg.folds import FoldRow, listing, oof_names
 from drivseg.inference import member_from_checkpoint, predict_probs, resize
 from drivseg.masks import read_index_mask_png, save_index_mask
+from drivseg.module import class_ids
 
 
 def fold_checkpoint(fold_dir: Path) -> Path:
@@ -96,7 +97,7 @@ def predict_heldout(
     for i, batch in zip(todo, loader(pairs, source, todo, num_workers)):
         images = to_unit_float(batch["image"].to(device))  # (1, 3, H, W) in [0, 1]
         probs = resize(predict_probs(model, images), batch["mask"].shape[-2:])[0]  # (C, H, W) at the label size
-        _save_atomic_png(probs.argmax(0).byte().cpu().numpy(), source, mask_dir / f"{names[i]}.png")
+        _save_atomic_png(class_ids(probs, dim=0).byte().cpu().numpy(), source, mask_dir / f"{names[i]}.png")
         if probs_dir is not None:
             _save_atomic_npz(probs.cpu().numpy().astype(np.float16), probs_dir / f"{names[i]}.npz")
     return len(todo)
@@ -151,9 +152,9 @@ def fold_ensemble_matrices(
         total = None
         for member, cm in zip(members, singles):
             probs = predict_probs(member, images)
-            cm.update(resize(probs, masks.shape[-2:]).argmax(1).cpu(), masks)
+            cm.update(class_ids(resize(probs, masks.shape[-2:])).cpu(), masks)
             total = weight * probs if total is None else total + weight * probs
-        ensemble.update(resize(total, masks.shape[-2:]).argmax(1).cpu(), masks)
+        ensemble.update(class_ids(resize(total, masks.shape[-2:])).cpu(), masks)
     return ensemble.matrix, [cm.matrix for cm in singles]
 
 

@@ -46,6 +46,7 @@ from drivseg.data.taxonomy import apply_taxonomy
 from drivseg.errors import ConfigError, DataError
 from drivseg.evaluation import iou_per_class, plot_confusion, plot_iou, read_confusion_csv
 from drivseg.inference import member_from_checkpoint
+from drivseg.module import class_ids
 
 REPORT_FILE = "report.html"
 DEFAULTS = configs_dir() / "default.yaml"
@@ -195,7 +196,7 @@ def score_val_split(
 @torch.inference_mode()
 def _predict(model: Callable, image: np.ndarray, device: str) -> np.ndarray:
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)  # (1, 3, H, W) in [0, 1]
-    return model(x).argmax(dim=1)[0].byte().cpu().numpy()
+    return class_ids(model(x))[0].byte().cpu().numpy()
 
 
 def _confusion(truth: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:

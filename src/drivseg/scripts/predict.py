@@ -37,6 +37,7 @@ from drivseg.entry import run_entry_point
 from drivseg.errors import ConfigError, DataError
 from drivseg.export import OnnxRunner, read_onnx_metadata
 from drivseg.masks import save_index_mask
+from drivseg.module import class_ids
 from drivseg.inference import (
     ModelMember,
     add_inference_flags,
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     def segment(images: list[np.ndarray]) -> list[np.ndarray]:
         """RGB uint8 images of one size -> class id maps (H, W) uint8."""
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255).to(device)
-        return list(predict_probs(model, batch, settings).argmax(dim=1).byte().cpu().numpy())
+        return list(class_ids(predict_probs(model, batch, settings)).byte().cpu().numpy())
 
     if is_video(args.input):
         suffix = ".avi" if args.input.suffix.lower() == ".avi" else ".mp4"
