@@ -5,10 +5,11 @@
 
 Every evaluation, OOF prediction, ensemble and predict.py call turns (B, C, H, W) scores at the
 label resolution into class ids. On CPUs PyTorch's ``argmax`` over the class dimension (not the
-innermost one) is several times slower than ``max`` over the same dimension, on one thread as on
-several, and does not use a second thread (pytorch/pytorch#140000). Both are timed alternately in
-one process, on the same tensors; the table gives the median ms of each and their ratio, and the
-run fails if the ids differ.
+innermost one) is several times slower than ``max`` over the same dimension, on one thread and on
+several (pytorch/pytorch#140000). Both are timed alternately in one process, on the same tensors
+(call by call, not one block after the other as ``arch_table.median_seconds`` does, so that a busy
+moment of a shared machine falls on both); the table gives the median ms of each and their ratio,
+and the run fails if the ids differ.
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ def class_ids(scores: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """The index of the highest score along ``dim`` (int64), the first one on ties, as ``argmax``.
 
     ``max(dim).indices`` and not ``argmax(dim)``: on CPUs PyTorch's argmax over a dimension that is
-    not the innermost is several times slower than ``max`` over the same dimension, and does not use
-    a second thread (pytorch/pytorch#140000); the class dimension of (B, C, H, W) scores never is the
+    not the innermost is several times slower than ``max`` over the same dimension, on one thread and
+    on several (pytorch/pytorch#140000); the class dimension of (B, C, H, W) scores never is the
     innermost. ``benchmarks/class_ids.py`` measures both.
     """
     return scores.max(dim=dim).indices
