@@ -13,6 +13,7 @@ import torch
 import train
 from drivseg import budget
 from drivseg.checkpoint import read_checkpoint
+from drivseg.checkpointing import BestCheckpoint
 from drivseg.module import SegmentationModule
 
 from tests.conftest import write_segnet_dataset
@@ -105,6 +106,9 @@ def test_budget_stop_mid_epoch_resumes_at_that_step_with_its_elapsed_time(tmp_pa
     last = read_checkpoint(run / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 4
     assert last["callbacks"]["WallClockBudget"]["elapsed"] == pytest.approx(40.0)
+    # the checkpoint is written after the final validation and records its score as the best
+    best_score = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")][0]["best_model_score"]
+    assert best_score is not None and float(best_score) == pytest.approx(first["val/mIoU"])
 
     # a larger budget: the clock continues at 40 s, the epoch continues at its 5th batch
     before = [name for _, names in seen for name in names]
@@ -117,3 +121,56 @@ def test_budget_stop_mid_epoch_resumes_at_that_step_with_its_elapsed_time(tmp_pa
     assert len(rest_of_epoch) == 8  # the 4 batches the epoch had left...
     assert sorted(before + rest_of_epoch) == sorted(p.name for p in (data / "train").iterdir())  # ...none twice
     assert second["timing"]["fit_seconds"] >= 95.0
+
+
+def _scripted_scores(monkeypatch, scores: list[float]) -> None:
+    """The best-checkpoint callback sees ``scores[epoch]`` as val/mIoU: which epoch is best is then
+    fixed by the test, not by how a tiny network happens to train on this CPU."""
+
+    def candidates(self, trainer):
+        return {**trainer.callback_metrics, "val/mIoU": torch.tensor(scores[trainer.current_epoch])}
+
+    monkeypatch.setattr(BestCheckpoint, "_monitor_candidates", candidates)
+
+
+TINY = ["--data", "camvid", "--arch", "tiny_fcn", "--crop-size", "32x48", "--batch-size", "2",
+        "--num-workers", "0", "--logger", "none", "--epochs", "3", "--no-report", "--save-every-epoch"]  # fmt: skip
+
+
+def _best_state(path) -> tuple[dict, dict]:
+    ckpt = read_checkpoint(path)
+    states = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    return ckpt["state_dict"], states[0]
+
+
+def test_a_resume_into_a_new_directory_keeps_an_earlier_epochs_best_checkpoint(tmp_path, monkeypatch) -> None:
+    _scripted_scores(monkeypatch, [0.5, 0.3, 0.2])  # epoch 1 is the best
+    data = write_segnet_dataset(tmp_path / "camvid", {"train": 4, "val": 2})
+    whole, new = tmp_path / "whole", tmp_path / "new"
+    assert train.main([*TINY, "--data-root", str(data), "--output-dir", str(whole)]) == 0
+    # the per-epoch snapshot records its own epoch's validation among the best scores
+    assert float(_best_state(whole / "checkpoints" / "epoch-1.ckpt")[1]["best_model_score"]) == 0.5
+
+    argv = [*TINY, "--data-root", str(data), "--output-dir", str(new),
+            "--resume", str(whole / "checkpoints" / "epoch-1.ckpt")]  # fmt: skip
+    assert train.main(argv) == 0
+    expected, _ = _best_state(whole / "checkpoints" / "best.ckpt")
+    weights, state = _best_state(new / "checkpoints" / "best.ckpt")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)  # epoch 1's weights, in the new run
+    assert float(state["best_model_score"]) == 0.5
+    results = json.loads((new / "results.json").read_text())
+    assert results["best_checkpoint"] == str(new / "checkpoints" / "best.ckpt")
+
+
+def test_a_resume_from_before_a_later_best_chooses_among_the_epochs_it_trains(tmp_path, monkeypatch) -> None:
+    _scripted_scores(monkeypatch, [0.2, 0.3, 0.5])  # the last epoch is the best
+    data = write_segnet_dataset(tmp_path / "camvid", {"train": 4, "val": 2})
+    whole, new = tmp_path / "whole", tmp_path / "new"
+    assert train.main([*TINY, "--data-root", str(data), "--output-dir", str(whole)]) == 0
+    argv = [*TINY, "--data-root", str(data), "--output-dir", str(new),
+            "--resume", str(whole / "checkpoints" / "epoch-1.ckpt")]  # fmt: skip
+    # whole/best.ckpt now holds epoch 3, not the epoch-1 best that epoch-1.ckpt knew of: not copied
+    with pytest.warns(UserWarning, match="no longer holds the best checkpoint"):
+        assert train.main(argv) == 0
+    _, state = _best_state(new / "checkpoints" / "best.ckpt")
+    assert float(state["best_model_score"]) == 0.5 and read_checkpoint(new / "checkpoints" / "best.ckpt")["epoch"] == 2

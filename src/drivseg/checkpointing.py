@@ -14,6 +14,10 @@ per-epoch snapshots, and the RNG states needed for a bit-exact resume.
   clock inside long epochs, when a budget stops the run mid-epoch and when the process receives
   SIGTERM (what preemptible machines send before killing it); with ``--save-every-epoch`` it also
   keeps ``epoch-<N>.ckpt`` (N = epochs completed).
+- ``BestCheckpoint`` is Lightning's ``ModelCheckpoint`` that also survives a resume into another
+  run directory: it copies the earlier run's best checkpoint into the new ``checkpoints/`` and
+  keeps its score, so the new run's ``best.ckpt`` is the best of all epochs, not only of those
+  trained after the resume.
 - ``RngState`` stores the torch, numpy and Python RNG states in every checkpoint and restores them
   on resume (dropout and anything else drawing from the global generators continues the same
   stream; the data order has its own seeds, see ``drivseg.data.sampling``).
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -30,6 +36,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import AsyncCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -70,6 +77,8 @@ class RunCheckpoints(pl.Callback):
         save_every_epoch: also keep ``epoch-<N>.ckpt`` after every epoch.
         every_seconds: write ``last.ckpt`` at the first step this long after the previous write.
         resume_hint: the command that resumes this run, printed after a SIGTERM save.
+        best: the run's best-checkpoint callback; a save brings it up to date first, so the
+            checkpoint records the validation that just ended among the best scores.
     """
 
     def __init__(
@@ -79,8 +88,10 @@ class RunCheckpoints(pl.Callback):
         every_seconds: Optional[float] = None,
         resume_hint: str = "",
         clock: Optional[Callable[[], float]] = None,
+        best: Optional[ModelCheckpoint] = None,
     ) -> None:
         self.dirpath = Path(dirpath)
+        self.best = best
         self.save_every_epoch = save_every_epoch
         self.every_seconds = every_seconds
         self.resume_hint = resume_hint
@@ -109,6 +120,8 @@ class RunCheckpoints(pl.Callback):
         # best score) and before the epoch is closed (so a resume finishes this epoch's batches)
         epoch_loop = trainer.fit_loop.epoch_loop
         if trainer.state.fn == "fit" and trainer.should_stop and not epoch_loop.batch_progress.is_last_batch:
+            if self.best is not None:  # Lightning calls it after this callback; its second call is a no-op
+                self.best.on_validation_end(trainer, pl_module)
             self.save(trainer, self.last_path)
             self._saved_mid_epoch = True
 
@@ -126,6 +139,76 @@ class RunCheckpoints(pl.Callback):
                 f"Received SIGTERM: writing {self.last_path} (the process exits once it is on disk). "
                 f"Resume with:\n  {self.resume_hint} --resume {self.last_path}"
             )
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that updates at every validation's end and whose best score and file
+    follow a resume into a new run directory.
+
+    At the end of validation, not of the epoch: Lightning runs a ``ModelCheckpoint``'s epoch-end
+    hook after every other callback's, so ``last.ckpt`` and ``epoch-N.ckpt`` (written by
+    ``RunCheckpoints`` there) would record the best score as it was before the epoch's validation.
+
+    Lightning keeps only ``best_model_path`` when the checkpoint folder changes: the new run then
+    picks its best among the epochs trained after the resume, and its ``best.ckpt`` (what eval,
+    OOF and the leaderboard read) can be worse than an earlier epoch's. Here the earlier run's best
+    file is copied into the new folder and its score kept, provided the file still holds the best
+    the resumed checkpoint knew of: resuming from an early ``epoch-N.ckpt`` of a run whose
+    ``best.ckpt`` was overwritten later finds a later, better file, and then the best is chosen
+    among the epochs trained from here (as Lightning does), with a warning.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(save_on_train_epoch_end=False, **kwargs)
+
+    @property
+    def state_key(self) -> str:
+        # the parent's key: checkpoints written before this class existed restore into it
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old_dir = state_dict.get("dirpath", self.dirpath)
+        old_best = state_dict.get("best_model_path") or ""
+        score = state_dict.get("best_model_score")
+        if self.dirpath is None or old_dir == self.dirpath or not old_best or score is None:
+            super().load_state_dict(state_dict)
+            return
+        new_best = Path(self.dirpath) / Path(old_best).name
+        if not _holds_best(Path(old_best), score):
+            warnings.warn(f"{old_best} no longer holds the best checkpoint of the run being resumed "
+                          f"(val score {float(score):.4f}); {new_best} is chosen among the epochs trained from here")
+            self.best_model_path = ""
+            return
+        _copy_atomically(Path(old_best), new_best)
+        self.best_model_path = str(new_best)
+        self.best_model_score = score
+        self.best_k_models = {self.best_model_path: score}
+        self.kth_best_model_path = self.best_model_path
+        self.kth_value = score
+        self.current_score = state_dict.get("current_score")
+
+
+def _holds_best(path: Path, score: torch.Tensor) -> bool:
+    """Whether the checkpoint at ``path`` was saved as the best with exactly ``score``."""
+    if not path.is_file():
+        return False
+    try:  # mmap: the weights are not read, only the callback states
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    for key, state in ckpt.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and state.get("best_model_path") == str(path):
+            saved = state.get("best_model_score")
+            return saved is not None and torch.equal(torch.as_tensor(saved), torch.as_tensor(score))
+    return False
+
+
+def _copy_atomically(src: Path, dst: Path) -> None:
+    """Copy through a temporary name: every DDP process copies, none sees a half-written file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 class RngState(pl.Callback):

@@ -9,13 +9,13 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.strategies import DDPStrategy
 
 from drivseg.averaging import averaging_callbacks
 from drivseg.budget import ValidationCadence, WallClockBudget
-from drivseg.checkpointing import RngState, RunCheckpoints, checkpoint_io
+from drivseg.checkpointing import BestCheckpoint, RngState, RunCheckpoints, checkpoint_io
 from drivseg.durations import parse_cadence, parse_duration
 from drivseg.errors import ConfigError
 
@@ -56,7 +56,7 @@ def build_callbacks(cfg: argparse.Namespace, run_dir: Path, resume_hint: str = "
     """Budget (first: the others read its stop), validation cadence, checkpoints, RNG states, and
     the weight average of ``--ema`` / ``--swa-epochs`` (see ``drivseg.averaging``)."""
     checkpoints = run_dir / "checkpoints"
-    best = ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=checkpoints,
         filename=BEST_CHECKPOINT,
         monitor="val/mIoU",
@@ -70,7 +70,7 @@ def build_callbacks(cfg: argparse.Namespace, run_dir: Path, resume_hint: str = "
         ValidationCadence(parse_cadence(cfg.val_every, "--val-every")),
         best,
         RunCheckpoints(checkpoints, cfg.save_every_epoch, parse_duration(cfg.checkpoint_every, "--checkpoint-every"),
-                       resume_hint),
+                       resume_hint, best=best),
         RngState(),
         *averaging_callbacks(cfg),
     ]
