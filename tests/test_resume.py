@@ -20,7 +20,8 @@ from tests.conftest import write_segnet_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# fast_scnn has dropout (the torch RNG matters) and BatchNorm; 2 workers load and augment the batches
+# fast_scnn has dropout (the torch RNG matters) and BatchNorm and runs in channels_last (--channels-last
+# auto); 2 workers load and augment the batches
 EXACT = ["--data", "camvid", "--arch", "fast_scnn", "--crop-size", "64x64", "--batch-size", "2",
          "--num-workers", "2", "--logger", "none", "--epochs", "3", "--deterministic", "--no-report",
          "--precision", "32", "--augment", "strong"]  # fmt: skip

@@ -100,7 +100,7 @@ def build_module(
         scheduler=cfg.scheduler,
         warmup_epochs=cfg.warmup_epochs,
         aux_weight=cfg.aux_weight,
-        channels_last=resolve_channels_last(cfg.channels_last, cfg.arch, bool(cfg.deterministic)),
+        channels_last=resolve_channels_last(cfg.channels_last, cfg.arch),
         compile=cfg.compile,
         model_config=model_config,
     )

@@ -59,13 +59,12 @@ CHANNELS_LAST_ARCHS = frozenset({
 })
 
 
-def resolve_channels_last(setting: str, arch: str, deterministic: bool = False) -> bool:
-    """``on`` | ``off`` | ``auto``: on for the families where it measured faster, unless ``deterministic``.
+def resolve_channels_last(setting: str, arch: str) -> bool:
+    """``on`` | ``off`` | ``auto``: ``auto`` is on for the families where it measured faster.
 
-    ``--deterministic`` promises bit-identical reruns and resumes; the channels_last convolution kernels
-    broke that in the resume test (same weights, a different final validation), so ``auto`` keeps the
-    contiguous layout there and only an explicit ``on`` overrides it.
+    ``--deterministic`` runs keep it: the resume test (2 workers, augmentation, dropout) ends
+    bit-identical with channels_last kernels as with the contiguous ones.
     """
     if setting in ("on", "off"):
         return setting == "on"
-    return arch in CHANNELS_LAST_ARCHS and not deterministic
+    return arch in CHANNELS_LAST_ARCHS
