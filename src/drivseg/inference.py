@@ -19,11 +19,11 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from drivseg.checkpoint import load_module
 from drivseg.errors import ConfigError
 from drivseg.sizes import parse_size
+from drivseg.module import resize_logits as resize  # images and probabilities too
 from drivseg.module import split_outputs
 
 TTA_MODES = ("none", "flip", "ms")
@@ -209,13 +209,6 @@ def rescale(images: torch.Tensor, scale: float) -> torch.Tensor:
         return images
     h, w = images.shape[-2:]
     return resize(images, (max(1, round(h * scale)), max(1, round(w * scale))))
-
-
-def resize(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of images or probabilities (a convex mix: probabilities still sum to 1)."""
-    if tuple(t.shape[-2:]) == tuple(size):
-        return t
-    return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def member_from_checkpoint(path: Path) -> tuple[ModelMember, dict]:

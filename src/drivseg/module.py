@@ -42,7 +42,9 @@ def split_outputs(out: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 
 def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bring logits to the label resolution; evaluation never resizes the ground truth."""
+    """Bilinear resize of (B, C, H, W) logits, probabilities or images to ``size`` (as given when
+    already that size). Evaluation brings scores to the label resolution and never resizes the
+    ground truth; resized probabilities still sum to 1 (a convex mix)."""
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
