@@ -73,6 +73,11 @@ def test_resume_from_any_epoch_checkpoint_is_bit_identical(tmp_path) -> None:
     _assert_identical(expected, _final_state(same))
 
 
+def _best_callback_state(ckpt: dict) -> dict:
+    """The best-checkpoint callback's state stored in a checkpoint."""
+    return next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint"))
+
+
 class StepClock:
     """A fake clock that advances 10 s per training step (patched in for ``drivseg.budget.now``)."""
 
@@ -108,7 +113,7 @@ def test_budget_stop_mid_epoch_resumes_at_that_step_with_its_elapsed_time(tmp_pa
     assert last["global_step"] == 4
     assert last["callbacks"]["WallClockBudget"]["elapsed"] == pytest.approx(40.0)
     # the checkpoint is written after the final validation and records its score as the best
-    best_score = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")][0]["best_model_score"]
+    best_score = _best_callback_state(last)["best_model_score"]
     assert best_score is not None and float(best_score) == pytest.approx(first["val/mIoU"])
 
     # a larger budget: the clock continues at 40 s, the epoch continues at its 5th batch
@@ -140,8 +145,7 @@ TINY = ["--data", "camvid", "--arch", "tiny_fcn", "--crop-size", "32x48", "--bat
 
 def _best_state(path) -> tuple[dict, dict]:
     ckpt = read_checkpoint(path)
-    states = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
-    return ckpt["state_dict"], states[0]
+    return ckpt["state_dict"], _best_callback_state(ckpt)
 
 
 def test_a_resume_into_a_new_directory_keeps_an_earlier_epochs_best_checkpoint(tmp_path, monkeypatch) -> None:

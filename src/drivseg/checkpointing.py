@@ -50,18 +50,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to ``.X.ckpt.tmp-<pid>``, fsync, then rename over ``X.ckpt``."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():  # the save failed half-way: drop the partial file, keep the old checkpoint
-                tmp.unlink()
+        _write_atomically(Path(path), lambda f: torch.save(checkpoint, f))
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """``write(file)`` to ``.X.tmp-<pid>`` beside ``path``, fsync, rename over ``path``: readers (and
+    other DDP processes writing the same file) never see a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # the write failed half-way: drop the partial file, keep the old one
+            tmp.unlink()
 
 
 def checkpoint_io() -> AsyncCheckpointIO:
@@ -179,7 +184,8 @@ class BestCheckpoint(ModelCheckpoint):
                           f"(val score {float(score):.4f}); {new_best} is chosen among the epochs trained from here")
             self.best_model_path = ""
             return
-        _copy_atomically(Path(old_best), new_best)
+        with open(old_best, "rb") as src:  # every DDP process copies; each renames a complete file
+            _write_atomically(new_best, lambda f: shutil.copyfileobj(src, f))
         self.best_model_path = str(new_best)
         self.best_model_score = score
         self.best_k_models = {self.best_model_path: score}
@@ -201,14 +207,6 @@ def _holds_best(path: Path, score: torch.Tensor) -> bool:
             saved = state.get("best_model_score")
             return saved is not None and torch.equal(torch.as_tensor(saved), torch.as_tensor(score))
     return False
-
-
-def _copy_atomically(src: Path, dst: Path) -> None:
-    """Copy through a temporary name: every DDP process copies, none sees a half-written file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 class RngState(pl.Callback):
