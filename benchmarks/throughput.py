@@ -8,15 +8,20 @@ and the inference side (eager fp32 / bf16, channels_last, ONNX Runtime, torch.co
 
 (a) ``train.train`` itself (Lightning, our DataModule with workers and augmentation, the confusion
 matrix metric, logging, per-epoch checkpoints) and (b) a plain loop over the same DataLoader with the
-same network, loss, optimizer, batch and precision, run alternately in one process, ``--repeats``
-times; the table gives the medians and the ratio (a)/(b). Both are timed over the same window of
-optimizer steps after a warm-up (two epochs, so (a) pays one epoch-end checkpoint in it).
+same network, loss, optimizer, batch and precision. By default the two run at the same time in two
+processes and take turns on the machine, ``--window-steps`` optimizer steps each, ``--windows``
+timed turns per side after a ``--warmup`` turn (``benchmarks/turns.py``), so a change in the load of
+a shared machine reaches both sides' windows alike; the table gives the medians over the windows
+and the ratio (a)/(b), and (a) pays an epoch-end checkpoint every ``--steps`` steps.
+``--sequential`` instead times whole runs one after the other, ``--repeats`` times, alternating
+which goes first, over the same window of steps after a warm-up (two epochs, so (a) pays one
+epoch-end checkpoint in it).
 FLOP utilisation: 3 x forward MACs x 2 FLOPs per image (forward + backward ~ 3 forwards), divided by
 this machine's matmul peak measured in the same run (a large fp32 / bf16 ``torch.mm``).
 
-The ratio compares two windows timed one after the other, so a machine shared with other jobs moves
-it by several percent either way. Each step is therefore also split, inside both loops, into the
-computation both must do (normalising the batch on the device, the network's and the loss's
+With ``--sequential`` the ratio compares two runs timed one after the other, so a machine shared
+with other jobs moves it by several percent either way. Each step is therefore also split, inside
+both loops, into the computation both must do (normalising the batch on the device, the network's and the loss's
 forward, the backward, ``optimizer.step``) and the rest (waiting for data, and in (a) Lightning's
 loop, hooks, logging and the checkpoint). The rest of (a) minus the rest of (b) is what the
 pipeline adds per step, measured without the noise of comparing two windows of computation.
@@ -43,6 +48,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from benchmarks.arch_table import median_seconds  # noqa: E402
+from benchmarks.turns import TurnTaker  # noqa: E402
 
 # name -> (arch, encoder, encoder weights)
 MODELS = {
@@ -180,13 +186,35 @@ class LightningStepClock(pl.Callback):
         self.clock.end_step()
 
 
-def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: str) -> list[str]:
+class LightningTurns(LightningStepClock):
+    """``LightningStepClock`` that takes turns with another process (``TurnTaker``) and stops the
+    run once its windows are timed."""
+
+    def __init__(self, turn: TurnTaker) -> None:
+        super().__init__()
+        self.turn = turn
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.turn.begin()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.turn.step_done(self.clock):
+            trainer.should_stop = True
+
+
+def epochs_for(steps: int, per_epoch: int) -> int:
+    return -(-steps // per_epoch)
+
+
+def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: str, epochs: int = 2) -> list[str]:
     arch, encoder, weights = MODELS[model]
     return [
         "--data", "camvid", "--data-root", str(args.data_root), "--arch", arch,
         "--encoder", str(encoder), "--encoder-weights", weights, "--crop-size", args.crop,
         "--scale-range", "1", "1", "--batch-size", str(args.batch), "--num-workers", str(args.workers),
-        "--epochs", "2", "--limit-train-batches", str(args.steps), "--limit-val-batches", "2",
+        "--epochs", str(epochs), "--limit-train-batches", str(args.steps), "--limit-val-batches", "2",
         "--val-every", "1000", "--logger", "csv", "--precision", precision, "--no-report",
         "--output-dir", str(run_dir), "--overwrite", "--optimizer", "adamw", "--loss", "ce",
         # speed does not depend on the LR, but a NaN loss stops train.py: at the default 2e-3 a
@@ -196,18 +224,21 @@ def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: s
     ]  # fmt: skip
 
 
-def lightning_rate(model: str, args, run_dir: Path, precision: str, extra_callbacks=()) -> dict:
-    """``StepClock.window`` of ``train.train`` on ``model``."""
+def lightning_rate(model: str, args, run_dir: Path, precision: str, extra_callbacks=(),
+                   turn: Optional[TurnTaker] = None):  # fmt: skip
+    """``StepClock.window`` of ``train.train`` on ``model``; with ``turn``, its timed windows."""
     import train
 
-    meter = LightningStepClock()
-    argv = train_args(model, args, run_dir, precision)
+    meter = LightningStepClock() if turn is None else LightningTurns(turn)
+    epochs = 2 if turn is None else epochs_for(turn.total_steps(), args.steps)
+    argv = train_args(model, args, run_dir, precision, epochs)
     assert train.train(argv, extra_callbacks=[meter, *extra_callbacks]) == 0
-    return meter.clock.window(args.warmup, args.batch)
+    return meter.clock.window(args.warmup, args.batch) if turn is None else turn.windows
 
 
-def plain_rate(model: str, args, precision: str) -> dict:
-    """The same network, data, loss, optimizer and precision in a hand-written loop."""
+def plain_rate(model: str, args, precision: str, turn: Optional[TurnTaker] = None):
+    """The same network, data, loss, optimizer and precision in a hand-written loop; with ``turn``,
+    taking turns with another process and returning its timed windows."""
     from drivseg.cli import parse_config
     from drivseg.data import get_source
     from drivseg.experiment import build_datamodule, build_module, normalization
@@ -227,7 +258,9 @@ def plain_rate(model: str, args, precision: str) -> dict:
     clock.attach(net, loss_fn, optimizer)
     net.train()
     loader = dm.train_dataloader()  # once: its workers persist across epochs, as in train.py
-    for epoch in range(2):
+    if turn is not None:
+        turn.begin()
+    for epoch in range(2 if turn is None else epochs_for(turn.total_steps(), args.steps)):
         loader.sampler.set_epoch(epoch)
         for i, batch in enumerate(loader):
             if i == args.steps:
@@ -238,7 +271,71 @@ def plain_rate(model: str, args, precision: str) -> dict:
                 loss = loss_fn(split_outputs(net(images))[0], masks)
             optimizer.zero_grad(set_to_none=True)
             clock.backward_and_update(loss, optimizer)
+            if turn is not None and turn.step_done(clock):
+                return turn.windows
     return clock.window(args.warmup, args.batch)
+
+
+def run_side(side: str, kind: str, model: str, args, precision: str, run_dir: Path, events: dict, results,
+             parent: int) -> None:  # fmt: skip
+    """One side of ``interleaved``, in its own process: ``kind`` "train.py" or "plain" taking turns as
+    ``side``; puts (side, its windows) or (side, the error) on ``results``."""
+    import os
+
+    try:
+        turn = TurnTaker(events, side, args.warmup, args.window_steps, args.windows, args.batch,
+                         peer_alive=lambda: os.getppid() == parent)
+        if kind == "plain":
+            windows = plain_rate(model, args, precision, turn)
+        else:
+            windows = lightning_rate(model, args, run_dir, precision, turn=turn)
+        results.put((side, windows))
+    except BaseException as err:
+        results.put((side, f"{type(err).__name__}: {err}"))
+        raise
+
+
+def interleaved(model: str, args, precision: str, run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(a) ``train.train`` (or, with ``--noise-floor``, the plain loop) and (b) the plain loop, each in
+    a fresh process of its own (so neither inherits this one's history: allocations, thread pools,
+    earlier models), taking turns every ``--window-steps`` steps (``TurnTaker``); the timed windows
+    of each, in order, so window i of (a) and of (b) ran back to back."""
+    import multiprocessing
+    import os
+    import queue
+
+    ctx = multiprocessing.get_context("spawn")
+    events, results = {"a": ctx.Event(), "b": ctx.Event()}, ctx.Queue()
+    kinds = {"a": "plain" if args.noise_floor else "train.py", "b": "plain"}
+    children = {side: ctx.Process(target=run_side, args=(side, kinds[side], model, args, precision, run_dir,
+                                                         events, results, os.getpid()))
+                for side in kinds}  # fmt: skip
+    for child in children.values():
+        child.start()
+    windows: dict[str, list[dict]] = {}
+    try:
+        while len(windows) < 2:
+            try:
+                side, got = results.get(timeout=1.0)
+            except queue.Empty:
+                failed = [s for s, c in children.items() if c.exitcode not in (None, 0)]
+                if failed:
+                    raise RuntimeError(f"side {failed[0]} ({kinds[failed[0]]}) exited with code "
+                                       f"{children[failed[0]].exitcode}: its traceback is above") from None
+                continue
+            if isinstance(got, str):
+                raise RuntimeError(f"side {side} ({kinds[side]}) failed: {got}")
+            windows[side] = got
+    except BaseException:
+        for child in children.values():  # the other side would wait for a turn that will not come
+            child.terminate()
+        raise
+    finally:
+        for child in children.values():
+            child.join(timeout=60)
+            if child.is_alive():
+                child.terminate()
+    return windows["a"], windows["b"]
 
 
 def parity(models: list[str], args) -> list[dict]:
@@ -265,6 +362,12 @@ def parity(models: list[str], args) -> list[dict]:
                 return plain_rate(model, args, precision)
             return lightning_rate(model, args, tmp / f"{model}-{r}", precision)
 
+        if not args.sequential:
+            a, b = interleaved(model, args, precision, tmp / model)
+            print(f"{model}: {label} {statistics.median(w['img_s'] for w in a):.2f} img/s, plain "
+                  f"{statistics.median(w['img_s'] for w in b):.2f} img/s (medians of {len(a)} windows)", flush=True)
+            rows.append({**parity_row(model, precision, macs, a, b, peak), "a": label, "windows": len(a)})
+            continue
         a, b = [], []
         for r in range(args.repeats):
             # alternate which goes first, so a drift of the machine's speed favours neither
@@ -281,6 +384,20 @@ def parity(models: list[str], args) -> list[dict]:
     return rows
 
 
+def ratio_interval(a_img_s: list[float], b_img_s: list[float], resamples: int = 4000,
+                   seed: int = 0) -> Optional[tuple[float, float]]:  # fmt: skip
+    """95% bootstrap interval of the ratio of medians (a)/(b), resampling the pairs (a window of (a)
+    and the one of (b) that ran right after it, so a slow stretch stays within a pair); None for
+    fewer than 5 pairs, too few to resample."""
+    if len(a_img_s) < 5:
+        return None
+    a, b = np.asarray(a_img_s), np.asarray(b_img_s)
+    picks = np.random.default_rng(seed).integers(0, len(a), (resamples, len(a)))
+    ratios = np.median(a[picks], axis=1) / np.median(b[picks], axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def parity_row(model: str, precision: str, macs: float, a: list[dict], b: list[dict], peak: dict) -> dict:
     """Medians over the repeats of (a) ``train.train`` and (b) the plain loop (``StepClock.window``
     dicts), their ratio, the pipeline's own cost per step, and FLOP utilisation of (a)."""
@@ -293,11 +410,14 @@ def parity_row(model: str, precision: str, macs: float, a: list[dict], b: list[d
         return statistics.median(x[key] - y[key] for x, y in zip(a, b))
 
     ma, mb = median(a, "img_s"), median(b, "img_s")
+    a_img_s, b_img_s = [x["img_s"] for x in a], [y["img_s"] for y in b]
     added, added_median_step = paired_difference("rest_s"), paired_difference("rest_median_s")
     plain_step = median(b, "compute_s") + median(b, "rest_s")
     flops = 3 * macs * 2 * ma
     return {"model": model, "precision": precision, "gmacs": macs / 1e9, "lightning_img_s": ma,
-            "plain_img_s": mb, "ratio": ma / mb, "ratios": [x["img_s"] / y["img_s"] for x, y in zip(a, b)],
+            "plain_img_s": mb, "ratio": ma / mb, "ratios": [x / y for x, y in zip(a_img_s, b_img_s)],
+            "ratio_interval": ratio_interval(a_img_s, b_img_s), "lightning_runs_img_s": a_img_s,
+            "plain_runs_img_s": b_img_s,
             "lightning_compute_s": median(a, "compute_s"), "plain_compute_s": median(b, "compute_s"),
             "lightning_rest_s": median(a, "rest_s"), "plain_rest_s": median(b, "rest_s"),
             "added_s": added, "added_fraction": added / plain_step, "added_median_step_s": added_median_step,
@@ -381,12 +501,13 @@ def markdown(parity_rows: list[dict], inference_rows: list[dict]) -> str:
     lines = []
     if parity_rows:
         lines += [f"| model | precision | GMACs | {parity_rows[0]['a']} (img/s) | plain loop (img/s) | ratio "
-                  "| compute s/step (a / b) "
+                  "| 95% interval | compute s/step (a / b) "
                   "| rest ms/step (a / b) | added by (a) | of it, in a median step | GFLOP/s | of peak |",
-                  "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+                  "|---|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|"]
         for r in parity_rows:
+            interval = "{:.3f}-{:.3f}".format(*r["ratio_interval"]) if r["ratio_interval"] else "n/a"
             lines.append(f"| {r['model']} | {r['precision']} | {r['gmacs']:.1f} | {r['lightning_img_s']:.2f} | "
-                         f"{r['plain_img_s']:.2f} | {r['ratio']:.3f} | {r['lightning_compute_s']:.3f} / "
+                         f"{r['plain_img_s']:.2f} | {r['ratio']:.3f} | {interval} | {r['lightning_compute_s']:.3f} / "
                          f"{r['plain_compute_s']:.3f} | {1000 * r['lightning_rest_s']:.0f} / {1000 * r['plain_rest_s']:.0f} | "
                          f"{1000 * r['added_s']:.0f} ms ({100 * r['added_fraction']:.1f}%) | "
                          f"{1000 * r['added_median_step_s']:.0f} ms | {r['gflop_s']:.0f} | "
@@ -408,7 +529,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--steps", type=int, default=10, help="optimizer steps per epoch (2 epochs)")
     p.add_argument("--warmup", type=int, default=3, help="steps before the timing window")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side with --sequential; at inference, "
+                   "timings per variant")
+    p.add_argument("--window-steps", type=int, default=5, help="steps each side runs per turn")
+    p.add_argument("--windows", type=int, default=12, help="timed turns per side")
+    p.add_argument("--sequential", action="store_true",
+                   help="time whole runs one after the other (--repeats pairs) instead of taking turns")
     p.add_argument("--precision", default="auto")
     p.add_argument("--compile", action="store_true", help="also time torch.compile at inference")
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -129,8 +130,109 @@ def test_the_noise_floor_times_the_plain_loop_against_itself(monkeypatch) -> Non
                                                               "rest_s": 0.01, "rest_median_s": 0.01})
     monkeypatch.setattr(throughput, "matmul_peak", lambda dtype: 1e11)
     monkeypatch.setattr(throughput, "forward_macs", lambda net, size: 1e9)
-    args = argparse.Namespace(precision="32", crop="32x64", repeats=2, noise_floor=True)
+    args = argparse.Namespace(precision="32", crop="32x64", repeats=2, noise_floor=True, sequential=True)
     [row] = throughput.parity(["fast_scnn"], args)
     assert row["a"] == "plain loop, again"
     assert row["ratios"] == [4.0 / 5.0, 4.0 / 5.0] and row["ratio"] == pytest.approx(0.8)
     assert "| plain loop, again (img/s) |" in throughput.markdown([row], [])
+
+
+class FakeClock:
+    """The part of ``StepClock`` that ``TurnTaker`` reads: step ends and computation per step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.compute: list[float] = []
+
+    def step(self, seconds: float, compute: float) -> None:
+        time.sleep(seconds)
+        self.times.append(time.perf_counter())
+        self.compute.append(compute)
+
+
+def test_turn_takers_run_one_window_at_a_time_in_order_and_time_each() -> None:
+    import threading
+
+    from benchmarks.turns import TurnTaker
+
+    events = {"a": threading.Event(), "b": threading.Event()}
+    log: list[str] = []  # who ran each step, in order
+    sides = {side: TurnTaker(events, side, warmup=2, window=3, windows=2, batch=4) for side in "ab"}
+
+    def run(side: str, seconds: float) -> None:
+        clock, turn = FakeClock(), sides[side]
+        turn.begin()
+        while True:
+            log.append(side)
+            clock.step(seconds, compute=seconds / 2)
+            if turn.step_done(clock):
+                return
+
+    threads = [threading.Thread(target=run, args=("a", 0.02)), threading.Thread(target=run, args=("b", 0.01))]
+    for t in threads[::-1]:  # b starts first: a still goes first, once b is ready
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert "".join(log) == "aa" + "bb" + "aaa" + "bbb" + "aaa" + "bbb"
+    a, b = sides["a"].windows, sides["b"].windows
+    assert len(a) == len(b) == 2
+    # back to back and never at once: each window starts after the other side's previous one ended
+    assert a[0]["end"] <= b[0]["start"] and b[0]["end"] <= a[1]["start"] and a[1]["end"] <= b[1]["start"]
+    for windows, seconds in ((a, 0.02), (b, 0.01)):
+        for w in windows:
+            assert w["img_s"] == pytest.approx(4 * 3 / (w["end"] - w["start"]))
+            assert seconds <= 1 / (w["img_s"] / 4) < seconds + 0.02  # a sleep never ends early
+            assert w["compute_s"] == pytest.approx(seconds / 2)
+            assert w["rest_s"] == pytest.approx(4 / w["img_s"] - seconds / 2)
+
+
+def test_a_turn_taker_whose_peer_has_exited_stops_waiting_with_the_reason() -> None:
+    import threading
+
+    from benchmarks.turns import TurnTaker
+
+    events = {"a": threading.Event(), "b": threading.Event()}
+    turn = TurnTaker(events, "a", warmup=1, window=1, windows=1, batch=1, peer_alive=lambda: False)
+    with pytest.raises(RuntimeError, match="side b has exited"):
+        turn.begin()
+
+
+def test_interleaved_parity_runs_train_py_and_the_plain_loop_in_turns(tiny_camvid, tmp_path) -> None:
+    from benchmarks.throughput import interleaved
+
+    args = argparse.Namespace(data_root=tiny_camvid, crop="32x64", batch=2, workers=0, steps=3, warmup=1,
+                              window_steps=2, windows=3, channels_last="off", noise_floor=False)
+    a, b = interleaved("fast_scnn", args, "32", tmp_path / "run")
+    assert len(a) == len(b) == 3
+    # two processes, one clock: a's window i, then b's, then a's window i + 1, never at once
+    for i in range(3):
+        assert a[i]["end"] <= b[i]["start"]
+        if i:
+            assert b[i - 1]["end"] <= a[i]["start"]
+    assert all(w["img_s"] > 0 and w["compute_s"] > 0 for w in a + b)
+    row = parity_row("fast_scnn", "32", 1e9, a, b, {"32": 1e12})
+    assert len(row["ratios"]) == 3
+
+
+def test_the_ratio_interval_resamples_window_pairs() -> None:
+    from benchmarks.throughput import ratio_interval
+
+    plain = [10.0, 12.0, 9.0, 11.0, 10.5, 9.5]
+    # (a) exactly 0.9 of (b) in every pair: whichever pairs a resample draws, the ratio is 0.9
+    low, high = ratio_interval([0.9 * x for x in plain], plain)
+    assert low == pytest.approx(0.9) and high == pytest.approx(0.9)
+    # the same medians with a spread within pairs: the interval holds the ratio of medians and widens
+    rng = np.random.default_rng(1)
+    noisy = [0.9 * x * f for x, f in zip(plain * 3, rng.uniform(0.8, 1.2, 18))]
+    low, high = ratio_interval(noisy, plain * 3)
+    assert low < np.median(noisy) / np.median(plain * 3) < high and high - low > 0.05
+    assert ratio_interval([1.0] * 4, [1.0] * 4) is None  # four pairs are too few to resample
+
+
+def test_interleaved_parity_names_the_side_that_failed(tiny_camvid, tmp_path) -> None:
+    from benchmarks.throughput import interleaved
+
+    args = argparse.Namespace(data_root=tmp_path / "missing", crop="32x64", batch=2, workers=0, steps=3,
+                              warmup=1, window_steps=2, windows=3, channels_last="off", noise_floor=False)
+    with pytest.raises(RuntimeError, match=r"side [ab] \((train\.py|plain)\) failed: .*missing"):
+        interleaved("fast_scnn", args, "32", tmp_path / "run")
