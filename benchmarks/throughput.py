@@ -21,9 +21,9 @@ this machine's matmul peak measured in the same run (a large fp32 / bf16 ``torch
 
 With ``--sequential`` the ratio compares two runs timed one after the other, so a machine shared
 with other jobs moves it by several percent either way. Each step is therefore also split, inside
-both loops, into the computation both must do (normalising the batch on the device, the network's and the loss's
-forward, the backward, ``optimizer.step``) and the rest (waiting for data, and in (a) Lightning's
-loop, hooks, logging and the checkpoint). The rest of (a) minus the rest of (b) is what the
+both loops, into the computation both must do (normalising the batch on the device, the network's
+and the loss's forward, the backward, ``optimizer.step``) and the rest (waiting for data, and in
+(a) Lightning's loop, hooks, logging and the checkpoint). The rest of (a) minus the rest of (b) is what the
 pipeline adds per step, measured without the noise of comparing two windows of computation.
 """
 
@@ -208,7 +208,8 @@ def epochs_for(steps: int, per_epoch: int) -> int:
     return -(-steps // per_epoch)
 
 
-def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: str, epochs: int = 2) -> list[str]:
+def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: str,
+               epochs: int = 2) -> list[str]:  # fmt: skip
     arch, encoder, weights = MODELS[model]
     return [
         "--data", "camvid", "--data-root", str(args.data_root), "--arch", arch,
@@ -364,8 +365,9 @@ def parity(models: list[str], args) -> list[dict]:
 
         if not args.sequential:
             a, b = interleaved(model, args, precision, tmp / model)
-            print(f"{model}: {label} {statistics.median(w['img_s'] for w in a):.2f} img/s, plain "
-                  f"{statistics.median(w['img_s'] for w in b):.2f} img/s (medians of {len(a)} windows)", flush=True)
+            ma, mb = (statistics.median(w["img_s"] for w in side) for side in (a, b))
+            print(f"{model}: {label} {ma:.2f} img/s, plain {mb:.2f} img/s (medians of {len(a)} windows)",
+                  flush=True)
             rows.append({**parity_row(model, precision, macs, a, b, peak), "a": label, "windows": len(a)})
             continue
         a, b = [], []

@@ -25,8 +25,8 @@ class TurnTaker:
     events: the two sides are processes); an event set means that side may run.
     """
 
-    def __init__(self, events: dict[str, Any], side: str, warmup: int, window: int, windows: int,
-                 batch: int, peer_alive: Callable[[], bool] = lambda: True, timeout: float = 1800.0) -> None:  # fmt: skip
+    def __init__(self, events: dict[str, Any], side: str, warmup: int, window: int, windows: int, batch: int,
+                 peer_alive: Callable[[], bool] = lambda: True, timeout: float = 1800.0) -> None:  # fmt: skip
         if side not in ("a", "b"):
             raise ValueError(f"side is 'a' or 'b', got {side!r}")
         if warmup < 1 or window < 1 or windows < 1:
@@ -52,10 +52,11 @@ class TurnTaker:
         waited = 0.0
         while not self.events[self.side].wait(1.0):
             waited += 1.0
-            if not self.peer_alive() or waited >= self.timeout:
-                raise RuntimeError(f"side {self.side} waited {waited:.0f} s for side {self.other}'s turn to end, "
-                                   f"and side {self.other} {'has exited' if not self.peer_alive() else 'is stuck'}: "
-                                   "its traceback, if any, is above")
+            alive = self.peer_alive()
+            if not alive or waited >= self.timeout:
+                state = "is stuck" if alive else "has exited"
+                raise RuntimeError(f"side {self.side} waited {waited:.0f} s for side {self.other}'s turn to "
+                                   f"end, and side {self.other} {state}: its traceback, if any, is above")
         self.events[self.side].clear()
         self._start = time.perf_counter()
 
