@@ -23,8 +23,8 @@ With ``--sequential`` the ratio compares two runs timed one after the other, so 
 with other jobs moves it by several percent either way. Each step is therefore also split, inside
 both loops, into the computation both must do (normalising the batch on the device, the network's
 and the loss's forward, the backward, ``optimizer.step``) and the rest (waiting for data, and in
-(a) Lightning's loop, hooks, logging and the checkpoint). The rest of (a) minus the rest of (b) is what the
-pipeline adds per step, measured without the noise of comparing two windows of computation.
+(a) Lightning's loop, hooks, logging and the checkpoint). The rest of (a) minus the rest of (b) is
+what the pipeline adds per step, measured without the noise of comparing two windows of computation.
 """
 
 from __future__ import annotations
@@ -147,13 +147,16 @@ class StepClock:
         """Images/s from the end of step ``warmup`` to the end of the last step; the seconds per step
         of that window inside the computation and outside it (the mean, and the median step's,
         which leaves out what happens in only some steps: the epoch end, an occasional slow step)."""
-        steps = len(self.times) - warmup
-        seconds = self.times[-1] - self.times[warmup - 1]
-        ends, compute_of = self.times[warmup - 1 :], self.compute[warmup:]
-        compute = sum(compute_of)
-        rests = [t1 - t0 - c for t0, t1, c in zip(ends, ends[1:], compute_of)]
-        return {"img_s": batch * steps / seconds, "compute_s": compute / steps,
-                "rest_s": (seconds - compute) / steps, "rest_median_s": statistics.median(rests)}
+        return self.span(self.times[warmup - 1], len(self.times) - warmup, batch)
+
+    def span(self, start: float, steps: int, batch: int) -> dict:
+        """``window``'s figures for the last ``steps`` steps, timed from ``start`` (a
+        ``time.perf_counter`` value) to the end of the last step."""
+        ends, compute = self.times[-steps:], self.compute[-steps:]
+        seconds, inside = ends[-1] - start, sum(compute)
+        rests = [end - begin - c for begin, end, c in zip([start, *ends[:-1]], ends, compute)]
+        return {"img_s": batch * steps / seconds, "compute_s": inside / steps,
+                "rest_s": (seconds - inside) / steps, "rest_median_s": statistics.median(rests)}
 
 
 class LightningStepClock(pl.Callback):
@@ -204,10 +207,6 @@ class LightningTurns(LightningStepClock):
             trainer.should_stop = True
 
 
-def epochs_for(steps: int, per_epoch: int) -> int:
-    return -(-steps // per_epoch)
-
-
 def train_args(model: str, args: argparse.Namespace, run_dir: Path, precision: str,
                epochs: int = 2) -> list[str]:  # fmt: skip
     arch, encoder, weights = MODELS[model]
@@ -231,7 +230,7 @@ def lightning_rate(model: str, args, run_dir: Path, precision: str, extra_callba
     import train
 
     meter = LightningStepClock() if turn is None else LightningTurns(turn)
-    epochs = 2 if turn is None else epochs_for(turn.total_steps(), args.steps)
+    epochs = 2 if turn is None else turn.epochs(args.steps)
     argv = train_args(model, args, run_dir, precision, epochs)
     assert train.train(argv, extra_callbacks=[meter, *extra_callbacks]) == 0
     return meter.clock.window(args.warmup, args.batch) if turn is None else turn.windows
@@ -261,7 +260,7 @@ def plain_rate(model: str, args, precision: str, turn: Optional[TurnTaker] = Non
     loader = dm.train_dataloader()  # once: its workers persist across epochs, as in train.py
     if turn is not None:
         turn.begin()
-    for epoch in range(2 if turn is None else epochs_for(turn.total_steps(), args.steps)):
+    for epoch in range(2 if turn is None else turn.epochs(args.steps)):
         loader.sampler.set_epoch(epoch)
         for i, batch in enumerate(loader):
             if i == args.steps:
@@ -365,10 +364,9 @@ def parity(models: list[str], args) -> list[dict]:
 
         if not args.sequential:
             a, b = interleaved(model, args, precision, tmp / model)
-            ma, mb = (statistics.median(w["img_s"] for w in side) for side in (a, b))
-            print(f"{model}: {label} {ma:.2f} img/s, plain {mb:.2f} img/s (medians of {len(a)} windows)",
-                  flush=True)
             rows.append({**parity_row(model, precision, macs, a, b, peak), "a": label, "windows": len(a)})
+            print(f"{model}: {label} {rows[-1]['lightning_img_s']:.2f} img/s, plain "
+                  f"{rows[-1]['plain_img_s']:.2f} img/s (medians of {len(a)} windows)", flush=True)
             continue
         a, b = [], []
         for r in range(args.repeats):

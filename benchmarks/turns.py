@@ -11,15 +11,17 @@ The order: a warms up, b warms up, then a, b, a, b, ... one window each, b's las
 
 from __future__ import annotations
 
-import statistics
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from benchmarks.throughput import StepClock
 
 
 class TurnTaker:
     """One side's part in the turns: call ``begin`` before the first step and ``step_done`` after
     every optimizer step (once its ``StepClock`` has ended the step); ``windows`` holds one
-    ``StepClock.window``-like dict per timed window.
+    ``StepClock.span`` dict per timed window, plus its start and end.
 
     ``events`` is a dict ``{"a": Event, "b": Event}`` shared by both sides (``multiprocessing``
     events: the two sides are processes); an event set means that side may run.
@@ -39,8 +41,9 @@ class TurnTaker:
         self._count = 0
         self._start = 0.0
 
-    def total_steps(self) -> int:
-        return self.warmup + self.window * self.wanted
+    def epochs(self, steps_per_epoch: int) -> int:
+        """Epochs of ``steps_per_epoch`` that hold the warm-up and every window."""
+        return -(-(self.warmup + self.window * self.wanted) // steps_per_epoch)
 
     def begin(self) -> None:
         """Wait for the first turn. b, once ready, hands a its first turn."""
@@ -60,27 +63,19 @@ class TurnTaker:
         self.events[self.side].clear()
         self._start = time.perf_counter()
 
-    def step_done(self, clock) -> bool:
+    def step_done(self, clock: StepClock) -> bool:
         """Count a step; at the end of a window record it and hand the machine over. True once all of
         this side's windows are timed (a returns after b's last window, so b's runs alone)."""
         self._count += 1
         length = self.window if self._warm else self.warmup
         if self._count < length:
             return False
-        if self._warm:
-            self.windows.append(self._record(clock, length))
+        if self._warm:  # perf_counter: one clock for all processes on Linux, so windows line up
+            self.windows.append({**clock.span(self._start, length, self.batch), "start": self._start,
+                                 "end": clock.times[-1]})
         self._warm, self._count = True, 0
         done = len(self.windows) == self.wanted
         self.events[self.other].set()
         if not (done and self.side == "b"):
             self._wait()
         return done
-
-    def _record(self, clock, length: int) -> dict:
-        ends, compute = clock.times[-length:], clock.compute[-length:]
-        starts = [self._start, *ends[:-1]]
-        seconds = ends[-1] - self._start
-        rests = [end - start - c for start, end, c in zip(starts, ends, compute)]
-        return {"img_s": self.batch * length / seconds, "compute_s": sum(compute) / length,
-                "rest_s": (seconds - sum(compute)) / length, "rest_median_s": statistics.median(rests),
-                "start": self._start, "end": ends[-1]}  # perf_counter: one clock for all processes on Linux

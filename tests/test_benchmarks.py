@@ -137,12 +137,8 @@ def test_the_noise_floor_times_the_plain_loop_against_itself(monkeypatch) -> Non
     assert "| plain loop, again (img/s) |" in throughput.markdown([row], [])
 
 
-class FakeClock:
-    """The part of ``StepClock`` that ``TurnTaker`` reads: step ends and computation per step."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.compute: list[float] = []
+class FakeClock(StepClock):
+    """A ``StepClock`` whose steps are sleeps, with the computation of each given, not timed."""
 
     def step(self, seconds: float, compute: float) -> None:
         time.sleep(seconds)
