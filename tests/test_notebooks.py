@@ -13,8 +13,11 @@ Convention for notebooks (follow it when you add one; the runner picks up every 
   The runner sets all three to a tiny CamVid-layout dataset and a one-epoch ``tiny_fcn``
   checkpoint (``tests.conftest.train_tiny_checkpoint``), so a notebook's checkpoint branch runs
   too. Need another input? Add a variable here and to ``notebook_env`` below.
-- **Time limit**: 120 s per notebook on 2 CPU cores by default; a notebook that needs longer says
-  so in its metadata, ``{"drivseg": {"timeout_seconds": 300}}`` (then keep it under a few minutes).
+- **Time limit**: keep a notebook under 120 s on 2 CPU cores; one that needs longer says so in its
+  metadata, ``{"drivseg": {"timeout_seconds": 300}}`` (then keep it under a few minutes). Going
+  over the limit is reported as a warning with the time taken, not a failure: on a shared machine
+  a wall-clock bound inside a test fails for reasons the notebook does not own. What fails is a
+  hang: a cell, or the whole notebook, running longer than ``HANG_FACTOR`` times the limit.
   Kernels run with one thread per process (``OMP_NUM_THREADS=1``): small tensors gain nothing
   from more on a shared CPU.
 - **Store notebooks without outputs** (``jupyter nbconvert --clear-output --inplace NB.ipynb``,
@@ -26,6 +29,7 @@ Convention for notebooks (follow it when you add one; the runner picks up every 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -36,6 +40,7 @@ from tests.conftest import REPO, train_tiny_checkpoint
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 DEFAULT_TIMEOUT = 120  # seconds per notebook
+HANG_FACTOR = 3  # the whole notebook past this many limits is a hang, not a slow machine
 
 
 def timeout_of(path: Path) -> int:
@@ -68,17 +73,20 @@ def test_there_are_notebooks() -> None:
 @pytest.mark.parametrize(
     "path",
     # the hard stop (pytest-timeout) leaves a minute for the kernel to start and shut down
-    [pytest.param(p, id=p.stem, marks=pytest.mark.timeout(timeout_of(p) + 60)) for p in NOTEBOOKS],
+    [pytest.param(p, id=p.stem, marks=pytest.mark.timeout(HANG_FACTOR * timeout_of(p) + 60))
+     for p in NOTEBOOKS],
 )
 def test_notebook_runs_headless(path: Path, tmp_path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     limit = timeout_of(path)
-    client = NotebookClient(nb, timeout=limit, kernel_name="python3",
+    client = NotebookClient(nb, timeout=HANG_FACTOR * limit, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})  # the kernel's cwd
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError with the cell's traceback when a cell fails
     seconds = time.perf_counter() - start
-    assert seconds < limit, f"{path.name} took {seconds:.0f} s, its limit is {limit} s"
+    if seconds > limit:
+        warnings.warn(f"{path.name} took {seconds:.0f} s, over its {limit} s limit: make it faster or raise "
+                      f"its timeout_seconds", stacklevel=1)
     figures = sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
     assert figures > 0, f"{path.name} drew no figure"
 
