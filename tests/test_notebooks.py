@@ -40,7 +40,7 @@ from tests.conftest import REPO, train_tiny_checkpoint
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 DEFAULT_TIMEOUT = 120  # seconds per notebook
-HANG_FACTOR = 3  # the whole notebook past this many limits is a hang, not a slow machine
+HANG_FACTOR = 3  # a cell or the whole notebook past this many limits is a hang, not a slow machine
 
 
 def timeout_of(path: Path) -> int:
